@@ -1,0 +1,216 @@
+"""The ``edgederm`` command line. Each verb is a small function; the command tree is data.
+
+Errors a user can fix (``EdgeDermError``) print one line and exit 2; nothing half-written is
+left behind because every writer goes through a temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from edgederm.errors import EdgeDermError
+
+
+def _data_root(args) -> Path | None:
+    from edgederm.paths import find_data_root
+
+    return find_data_root(getattr(args, "data", None))
+
+
+# --- verbs ---------------------------------------------------------------------------------
+def cmd_models(args) -> int:
+    from edgederm.models import MODELS, get_entry, model_stats
+    from edgederm.table import print_table
+
+    get_entry("efficientnet_lite0")  # fills the registry
+    rows = []
+    for name in MODELS.names(args.pattern):
+        e = MODELS.get(name)
+        if args.task and e.task != args.task:
+            continue
+        row = {"name": name, "task": e.task, "family": e.family,
+               "input HxW": "x".join(map(str, e.preprocessing.input_size)),
+               "offline weights": "ImageNet" if e.offline_weights else "-", "description": e.description}
+        if args.stats:
+            from edgederm.models import create_model
+
+            s = model_stats(create_model(name), e.preprocessing.input_size)
+            row["params M"] = f"{s['params'] / 1e6:.2f}"
+            row["GMACs"] = f"{s['macs'] / 1e9:.3f}"
+        rows.append(row)
+    print_table(rows)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from edgederm.data import load_dataset
+
+    if args.action == "download":
+        from edgederm.data import download
+
+        out = Path(args.out)
+        if args.source == "dermamnist":
+            download.download_dermamnist(out, size=args.size)
+        else:
+            download.download_isic(out, search=args.search, collections=args.collections, limit=args.limit)
+        print(f"downloaded to {out}")
+        return 0
+    root = _data_root(args)
+    if root is None:
+        raise EdgeDermError("no data found: pass --data DIR or set EDGEDERM_DATA")
+    targets = [Path(args.dataset)] if args.dataset else [d for d in sorted(root.iterdir()) if d.is_dir()]
+    for t in targets:
+        ds = load_dataset(t if t.is_absolute() or t.exists() else root / t, layout=args.layout)
+        print(ds.describe())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from edgederm.paths import home
+    from edgederm.recipes import RECIPES
+    from edgederm.train import TrainConfig, train
+
+    root = _data_root(args)
+    ckpt_dir = Path(args.out_dir) if args.out_dir else home() / "checkpoints"
+    if args.recipe:
+        names = RECIPES.names() if args.recipe == "all" else [args.recipe]
+        recipes = [RECIPES.get(n) for n in names]
+        recipes.sort(key=lambda r: r.teacher is not None)  # teachers first
+        for r in recipes:
+            config = r.config
+            if args.epochs:
+                config.epochs = args.epochs
+            if args.limit:
+                config.train_limit = args.limit
+            if r.teacher:
+                config.distill_from = str(ckpt_dir / f"{r.teacher}.safetensors")
+                if not Path(config.distill_from).exists():
+                    raise EdgeDermError(f"recipe {r.name} distils from {config.distill_from}, which does not exist: "
+                                        f"run edgederm train --recipe {r.teacher} first")
+            path = train(config, root, ckpt_dir / r.name, n_boot=args.bootstrap)
+            print(f"{r.name}: {path}")
+        return 0
+    if not args.model:
+        raise EdgeDermError("give --recipe NAME (see edgederm train --list) or --model NAME")
+    config = TrainConfig(args.model, args.dataset or "derm7", epochs=args.epochs or 5, batch_size=args.batch_size,
+                         lr=args.lr, pretrained=args.pretrained if args.pretrained != "none" else False,
+                         distill_from=args.distill_from, train_limit=args.limit, seed=args.seed,
+                         input_size=tuple(args.input_size) if args.input_size else None)
+    out = Path(args.out) if args.out else ckpt_dir / args.model
+    print(train(config, root, out, n_boot=args.bootstrap))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from edgederm.evaluate import evaluate_checkpoint
+    from edgederm.metrics import format_metrics
+
+    metrics, card, n = evaluate_checkpoint(args.checkpoint, _data_root(args), split=args.split,
+                                           dataset=args.dataset, n_boot=args.bootstrap, limit=args.limit)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "architecture": card.architecture, "split": args.split,
+                          "images": n, "metrics": {k: v.to_dict() for k, v in metrics.items()}}, indent=2))
+    else:
+        print(f"{card.architecture} on {n} {args.split} images (95% bootstrap CI, {args.bootstrap} resamples)")
+        print(format_metrics(metrics))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from edgederm.demo import run_demo
+
+    return run_demo(data=args.data, synthetic=args.synthetic, quick=args.quick)
+
+
+# --- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from edgederm import __version__
+
+    p = argparse.ArgumentParser(prog="edgederm", description="Skin-lesion models from PyTorch to phones, verified.")
+    p.add_argument("--version", action="version", version=f"edgederm {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_flag(sp):
+        sp.add_argument("--data", help="data root holding derm7/ and lesionseg/ (default: $EDGEDERM_DATA, ../shared/data)")
+
+    sp = sub.add_parser("demo", help="the main job on an offline default: real data if found, else synthetic")
+    data_flag(sp)
+    sp.add_argument("--synthetic", action="store_true", help="use the generated image set even if real data exists")
+    sp.add_argument("--quick", action="store_true", help="smallest run (for tests)")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("models", help="list the model zoo")
+    sp.add_argument("pattern", nargs="?", default="*")
+    sp.add_argument("--task", choices=["classification", "segmentation"])
+    sp.add_argument("--stats", action="store_true", help="build each model and count params and MACs")
+    sp.set_defaults(func=cmd_models)
+
+    sp = sub.add_parser("data", help="describe or download datasets")
+    sp.add_argument("action", choices=["info", "download"])
+    sp.add_argument("source", nargs="?", choices=["dermamnist", "isic"], help="for download")
+    data_flag(sp)
+    sp.add_argument("--dataset", help="one dataset folder (default: every folder in the data root)")
+    sp.add_argument("--layout", help="force a layout: derm7, lesionseg, ham10000, isic_task1, folder")
+    sp.add_argument("--out", default="derm-download", help="download destination")
+    sp.add_argument("--size", type=int, default=224, help="DermaMNIST image size (28, 64, 128, 224)")
+    sp.add_argument("--search", default="", help="ISIC Archive search query")
+    sp.add_argument("--collections", default="", help="ISIC Archive collection ids")
+    sp.add_argument("--limit", type=int, default=0)
+    sp.set_defaults(func=cmd_data)
+
+    sp = sub.add_parser("train", help="train a zoo model (a reference recipe or your own settings)")
+    data_flag(sp)
+    sp.add_argument("--recipe", help="a reference recipe, or 'all'")
+    sp.add_argument("--list", action="store_true", help="list the recipes")
+    sp.add_argument("--model")
+    sp.add_argument("--dataset", help="folder name below the data root, or a path (default derm7)")
+    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--batch-size", type=int, default=32)
+    sp.add_argument("--lr", type=float, default=1e-3)
+    sp.add_argument("--pretrained", default="none", choices=["none", "imagenet", "online"])
+    sp.add_argument("--distill-from", help="teacher checkpoint (.safetensors)")
+    sp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    sp.add_argument("--limit", type=int, help="train on a class-stratified subset of this many images")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test CIs")
+    sp.add_argument("--out", help="checkpoint path (.safetensors)")
+    sp.add_argument("--out-dir", help="folder for recipe checkpoints (default $EDGEDERM_HOME/checkpoints)")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("eval", help="evaluate a checkpoint with bootstrap 95%% CIs")
+    sp.add_argument("checkpoint")
+    data_flag(sp)
+    sp.add_argument("--dataset", help="dataset folder (default: the one in the model card)")
+    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sp.add_argument("--limit", type=int)
+    sp.add_argument("--bootstrap", type=int, default=1000)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NNCF_CI", "1")  # NNCF telemetry would try the network
+    args = build_parser().parse_args(argv)
+    if getattr(args, "list", False):
+        from edgederm.recipes import RECIPES
+
+        for name, r in RECIPES.items():
+            print(f"{name:<24} {r.config.model:<20} {r.why}")
+        return 0
+    try:
+        return args.func(args)
+    except EdgeDermError as e:
+        print(f"edgederm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgederm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

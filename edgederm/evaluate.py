@@ -1,0 +1,55 @@
+"""Evaluate a checkpoint (or an in-memory model) on a split, with bootstrap 95 % CIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgederm.data.arrays import Arrays
+from edgederm.metrics import Estimate, classification_metrics, segmentation_metrics
+from edgederm.preprocessing import Preprocessing
+
+
+def score_outputs(outputs: np.ndarray, targets: np.ndarray, classes, n_boot: int = 1000) -> dict[str, Estimate]:
+    """Metrics from raw model outputs: logits [N, C] (classes given) or mask logits [N, 1, H, W]."""
+    from edgederm.tensors import softmax
+
+    if classes is not None:
+        return classification_metrics(targets, softmax(outputs), list(classes), n_boot=n_boot)
+    masks = (outputs[:, 0] > 0).astype(np.uint8)  # sigmoid(logit) > 0.5
+    return segmentation_metrics(masks, targets, n_boot=n_boot)
+
+
+def score_arrays(model, arrays: Arrays, prep: Preprocessing, classes, n_boot: int = 1000, desc: str = "") -> dict[str, Estimate]:
+    from edgederm.tensors import predict
+
+    outputs = predict(model, arrays.images, prep, desc=desc or "evaluate")
+    return score_outputs(outputs, arrays.targets, classes, n_boot=n_boot)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: str = "test",
+                        dataset: str | None = None, n_boot: int = 1000, limit: int | None = None):
+    """(metrics, card, number of images) for a checkpoint on a split of its dataset (or ``dataset``)."""
+    from edgederm.checkpoint import load_checkpoint
+    from edgederm.data import load_dataset
+    from edgederm.data.arrays import load_arrays
+    from edgederm.errors import EdgeDermError
+
+    model, card = load_checkpoint(checkpoint)
+    name = dataset or card.data.get("dataset")
+    candidates = [Path(name).expanduser()] if name else []
+    if data_root is not None and name:
+        candidates.insert(0, data_root / name)
+    root = next((c for c in candidates if c.is_dir()), None)
+    if root is None:
+        raise EdgeDermError(f"dataset {name!r} of {checkpoint} not found: pass --data DIR or --dataset PATH")
+    ds = load_dataset(root).split(split)
+    if ds.task != card.task:
+        raise EdgeDermError(f"{checkpoint} is a {card.task} model but {root} holds {ds.task} data")
+    if limit:
+        ds = ds.subset(limit)
+    arrays = load_arrays(ds, card.preprocessing, desc=f"decode {split}")
+    metrics = score_arrays(model, arrays, card.preprocessing, card.classes if card.task == "classification" else None,
+                           n_boot=n_boot)
+    return metrics, card, len(arrays)

@@ -1,0 +1,140 @@
+"""The manifest: one versioned JSON record beside the artifacts that every stage reads and extends.
+
+An app developer reads only this file to embed a model: task, class names in output order,
+preprocessing, what the output means, and per artifact its format, precision, input and
+output names/shapes/layout, sha256, size, parity figures and tool versions. Schema:
+``docs/manifest.md``. Stages (export, verify, quantize, bench) each add a ``steps`` entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgederm.errors import EdgeDermError
+from edgederm.paths import atomic_path
+from edgederm.preprocessing import Preprocessing
+
+SCHEMA = "edgederm.manifest"
+SCHEMA_VERSION = 1
+FILENAME = "manifest.json"
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str = "float32"
+    layout: str = "NCHW"  # NCHW / NHWC for images; "NC" for class scores
+    quantization: dict[str, float] | None = None  # {"scale": s, "zero_point": z} for integer I/O
+
+
+@dataclass
+class Artifact:
+    """One deployable file (or .mlpackage folder) and what is known about it."""
+
+    name: str  # unique key, e.g. "tflite_fp16"
+    path: str  # relative to the manifest's folder
+    format: str  # onnx | tflite | coreml
+    precision: str  # fp32 | fp16 | int8 | ...
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    size_bytes: int = 0
+    sha256: str = ""
+    converter: str = ""
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    verify: dict[str, Any] | None = None  # figures and verdict, or {"skipped": True, "reason": ...}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Artifact":
+        d = dict(d)
+        d["inputs"] = [TensorSpec(**t) for t in d.get("inputs", [])]
+        d["outputs"] = [TensorSpec(**t) for t in d.get("outputs", [])]
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Manifest:
+    model: dict[str, Any]  # name, architecture, task, classes, checkpoint, checkpoint_sha256, metrics
+    preprocessing: Preprocessing
+    output: dict[str, Any]  # kind, activation, threshold (segmentation), meaning
+    artifacts: list[Artifact] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    schema: str = SCHEMA
+    version: int = SCHEMA_VERSION
+
+    # --- access ----------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.model["task"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.model["classes"])
+
+    def artifact(self, name: str) -> Artifact:
+        for a in self.artifacts:
+            if a.name == name:
+                return a
+        raise EdgeDermError(f"manifest has no artifact {name!r}; it has {', '.join(a.name for a in self.artifacts)}")
+
+    def put(self, artifact: Artifact) -> None:
+        """Add or replace (by name) an artifact."""
+        self.artifacts = [a for a in self.artifacts if a.name != artifact.name] + [artifact]
+
+    def add_step(self, stage: str, **details) -> None:
+        from edgederm import __version__
+
+        self.steps.append({"stage": stage, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           "command": " ".join(sys.argv), "edgederm": __version__, **details})
+
+    # --- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "version": self.version, "model": self.model,
+                "preprocessing": self.preprocessing.to_dict(), "output": self.output,
+                "artifacts": [asdict(a) for a in self.artifacts], "steps": self.steps}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "manifest") -> "Manifest":
+        if d.get("schema") != SCHEMA:
+            raise EdgeDermError(f"{source} is not an EdgeDerm manifest (schema {d.get('schema')!r})")
+        if int(d.get("version", 0)) > SCHEMA_VERSION:
+            raise EdgeDermError(f"{source} has manifest version {d['version']}, newer than this EdgeDerm "
+                                f"({SCHEMA_VERSION}): upgrade edgederm")
+        return cls(model=d["model"], preprocessing=Preprocessing.from_dict(d["preprocessing"]), output=d["output"],
+                   artifacts=[Artifact.from_dict(a) for a in d.get("artifacts", [])], steps=d.get("steps", []),
+                   version=int(d["version"]))
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        path = Path(folder) / FILENAME
+        tmp = atomic_path(path)
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Manifest":
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILENAME
+        if not path.exists():
+            raise EdgeDermError(f"no manifest at {path}: pass an export folder or its manifest.json")
+        try:
+            return cls.from_dict(json.loads(path.read_text()), str(path))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise EdgeDermError(f"{path} is not a valid manifest ({type(e).__name__}: {e})") from None
+
+
+def output_spec(task: str, classes: list[str]) -> dict[str, Any]:
+    if task == "classification":
+        return {"kind": "logits", "activation": "softmax",
+                "meaning": f"one logit per class in the order of model.classes ({', '.join(classes)}); "
+                           "softmax gives probabilities; argmax is the predicted class"}
+    return {"kind": "mask_logits", "activation": "sigmoid", "threshold": 0.5,
+            "meaning": "one logit per pixel at the input size; sigmoid(logit) > threshold marks lesion"}

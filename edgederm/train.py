@@ -1,0 +1,189 @@
+"""CPU-friendly fine-tuning of zoo models on derm data, with optional distillation.
+
+Images are decoded once into memory (``data.arrays``); augmentation runs on whole batches in
+torch; the model runs channels-last on every core. Classification uses cross-entropy with
+inverse-frequency class weights and label smoothing (balanced accuracy is the target, and
+nv is two thirds of derm7); segmentation uses BCE + soft Dice. A teacher checkpoint turns
+on knowledge distillation (Hinton et al.: KL on temperature-softened outputs).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgederm.errors import EdgeDermError
+from edgederm.progress import log
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe. Serialised into the model card; ``edgederm train`` flags map onto it."""
+
+    model: str
+    dataset: str = "derm7"  # a folder name below the data root, or a path
+    epochs: int = 7
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    label_smoothing: float = 0.1
+    class_weighting: str = "inverse_frequency"  # or "none"
+    pretrained: str | bool = False  # False | "imagenet" | "online"
+    input_size: tuple[int, int] | None = None  # default: the zoo entry's
+    distill_from: str | None = None  # teacher checkpoint (same task, same classes)
+    distill_alpha: float = 0.7  # weight of the distillation term
+    distill_temperature: float = 2.0
+    train_limit: int | None = None  # use a class-stratified subset of this many training images
+    seed: int = 0
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _resolve_dataset(config: TrainConfig, data_root: Path | None):
+    from edgederm.data import load_dataset
+
+    candidate = Path(config.dataset).expanduser()
+    if candidate.is_dir():
+        return load_dataset(candidate, seed=config.seed)
+    if data_root is None:
+        raise EdgeDermError(f"dataset {config.dataset!r} not found: pass --data DIR (holding {config.dataset}/) "
+                            "or set EDGEDERM_DATA")
+    return load_dataset(data_root / config.dataset, seed=config.seed)
+
+
+def _cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n_boot: int = 1000) -> Path:
+    """Train, pick the epoch with the best validation score, evaluate on test, save; returns the weights path."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgederm.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+    from edgederm.data.arrays import load_arrays
+    from edgederm.evaluate import score_arrays
+    from edgederm.models import create_model, get_entry
+    from edgederm.tensors import augment, normalize_float
+
+    torch.set_num_threads(config.threads or os.cpu_count() or 2)
+    torch.manual_seed(config.seed)
+    entry = get_entry(config.model)
+    prep = entry.preprocessing if config.input_size is None else entry.preprocessing.replace(input_size=list(config.input_size))
+    ds = _resolve_dataset(config, data_root)
+    if ds.task != entry.task:
+        raise EdgeDermError(f"model {config.model!r} is a {entry.task} model but {ds.root} holds {ds.task} data")
+    train_ds, val_ds = ds.split("train"), ds.split("val")
+    if config.train_limit:
+        train_ds = train_ds.subset(config.train_limit, seed=config.seed)
+    log(ds.describe())
+    tr = load_arrays(train_ds, prep, desc="decode train")
+    va = load_arrays(val_ds, prep, desc="decode val")
+
+    classify = entry.is_classifier
+    n_classes = len(ds.classes) if classify else 1
+    model = create_model(config.model, num_classes=n_classes, pretrained=config.pretrained)
+    if classify and config.pretrained:
+        # timm's Google-style head init gives logits of std ~8 on pretrained features; a small
+        # head starts fine-tuning at loss ~ln(C) instead of wrecking the backbone in warm-up.
+        head = model.get_classifier()
+        torch.nn.init.normal_(head.weight, std=0.01)
+        torch.nn.init.zeros_(head.bias)
+    model = model.to(memory_format=torch.channels_last).train()
+    teacher = teacher_prep = None
+    if config.distill_from:
+        teacher, tcard = load_checkpoint(config.distill_from)
+        if tcard.classes != list(ds.classes):
+            raise EdgeDermError(f"teacher {config.distill_from} has classes {tcard.classes}, data has {list(ds.classes)}")
+        teacher, teacher_prep = teacher.to(memory_format=torch.channels_last).eval(), tcard.preprocessing
+
+    weight = None
+    if classify and config.class_weighting == "inverse_frequency":
+        counts = np.bincount(tr.targets, minlength=n_classes).astype(np.float64)
+        w = counts.sum() / np.maximum(counts, 1) / n_classes
+        weight = torch.tensor(w / w.mean(), dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(tr) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, min(config.warmup_steps, total // 5)))
+    gen = torch.Generator().manual_seed(config.seed)
+    images_t = torch.from_numpy(tr.images)
+    targets_t = torch.from_numpy(tr.targets)
+
+    best = (-1.0, None, -1)
+    history = []
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(tr), generator=gen)
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            x01 = images_t[idx].permute(0, 3, 1, 2).float().div_(255.0)
+            if classify:
+                x01, _ = augment(x01, generator=gen)
+                y = targets_t[idx]
+            else:
+                x01, m = augment(x01, targets_t[idx].unsqueeze(1).float(), generator=gen)
+                y = m
+            x = normalize_float(x01, prep)
+            pred = model(x)
+            if classify:
+                loss = F.cross_entropy(pred, y, weight=weight, label_smoothing=config.label_smoothing)
+                if teacher is not None:
+                    with torch.no_grad():
+                        tx = x if teacher_prep == prep else normalize_float(
+                            F.interpolate(x01, size=tuple(teacher_prep.input_size), mode="bilinear"), teacher_prep)
+                        t_logits = teacher(tx)
+                    T = config.distill_temperature
+                    kd = F.kl_div(F.log_softmax(pred / T, 1), F.softmax(t_logits / T, 1), reduction="batchmean") * T * T
+                    loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
+            else:
+                prob = pred.sigmoid()
+                inter = (prob * y).sum((1, 2, 3))
+                dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+                loss = F.binary_cross_entropy_with_logits(pred, y) + dice.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
+            if (step + 1) % 20 == 0 or step + 1 == steps_per_epoch:
+                el = time.perf_counter() - t0
+                eta = el / (step + 1) * (steps_per_epoch - step - 1)
+                log(f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{steps_per_epoch} "
+                    f"loss {loss_sum / seen:.4f} lr {sched.get_last_lr()[0]:.2e} ({seen / el:.1f} img/s, {eta:.0f}s left)")
+        val = score_arrays(model, va, prep, ds.classes if classify else None, n_boot=0)
+        key = "balanced_accuracy" if classify else "dice"
+        score = val[key].value
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, f"val_{key}": score,
+                        "seconds": round(time.perf_counter() - t0, 1)})
+        log(f"epoch {epoch + 1}: val {key} {score:.4f} ({time.perf_counter() - t0:.0f}s)")
+        if score > best[0]:
+            best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
+    model.load_state_dict(best[1])
+    train_minutes = (time.perf_counter() - started) / 60
+
+    te_ds = ds.split("test")
+    te = load_arrays(te_ds, prep, desc="decode test")
+    test_metrics = score_arrays(model, te, prep, ds.classes if classify else None, n_boot=n_boot)
+    card = ModelCard(
+        architecture=config.model, task=entry.task, classes=list(ds.classes), preprocessing=prep,
+        data={"dataset": ds.name, "root": str(ds.root), "layout": ds.layout, "split": ds.split_source,
+              "train_images": len(tr), "val_images": len(va), "test_images": len(te)},
+        training={**asdict(config), "best_epoch": best[2], "minutes": round(train_minutes, 2),
+                  "threads": torch.get_num_threads(), "history": history},
+        metrics={"split": "test", "n_bootstrap": n_boot, **{k: v.to_dict() for k, v in test_metrics.items()}},
+    )
+    path = save_checkpoint(model, card, out)
+    log(f"saved {path} (best val epoch {best[2]}, {train_minutes:.1f} min)")
+    return path
