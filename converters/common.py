@@ -20,7 +20,7 @@ def atomic_output(target: Path):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    tmp = target.with_name(f".partial-{os.getpid()}-{target.name}")  # keeps the suffix tools check
     _remove(tmp)
     try:
         yield tmp

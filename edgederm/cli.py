@@ -120,6 +120,84 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _gates_from_args(args):
+    from edgederm.verify import DEFAULT_GATES, Gate
+
+    overrides = {}
+    for item in args.gate or []:
+        try:
+            precision, figure, value = item.split(":")
+            base = overrides.get(precision, DEFAULT_GATES.get(precision, Gate()))
+            overrides[precision] = Gate(**{**base.__dict__, figure: float(value)})
+        except (ValueError, TypeError):
+            raise EdgeDermError(f"--gate {item!r} must be PRECISION:FIGURE:VALUE, e.g. fp16:min_top1_agreement:0.98 "
+                                "(figures: max_abs_prob, min_top1_agreement, min_mask_dice)") from None
+    return overrides
+
+
+def _print_export(outcome) -> int:
+    from edgederm.report import export_rows
+    from edgederm.table import print_table
+
+    print_table(export_rows(outcome))
+    print(f"\nmanifest: {outcome.folder / 'manifest.json'}")
+    bad = [r for r in outcome.verify if r.status == "fail"]
+    for f in outcome.failures:
+        print(f"edgederm: error: export to {f['format']} {f['precision']} failed: {f['error']}", file=sys.stderr)
+    for r in bad:
+        print(f"edgederm: error: verification failed: {r.reason}", file=sys.stderr)
+    return 1 if (bad or outcome.failures) else 0
+
+
+def cmd_export(args) -> int:
+    from edgederm.export import export
+
+    out = Path(args.out) if args.out else Path("exports") / Path(args.checkpoint).stem
+    outcome = export(args.checkpoint, out, formats=args.to.split(","), verify=not args.no_verify,
+                     data_root=_data_root(args), n_verify=args.verify_images, gates=_gates_from_args(args),
+                     coreml_precisions=tuple(args.coreml_precision.split(",")), meta=args.meta, weights=args.weights)
+    return _print_export(outcome)
+
+
+def cmd_verify(args) -> int:
+    from edgederm.checkpoint import load_checkpoint
+    from edgederm.export import ExportOutcome, verification_data
+    from edgederm.manifest import Manifest
+    from edgederm.verify import verify_manifest
+
+    folder = Path(args.folder)
+    manifest = Manifest.load(folder)
+    folder = folder if folder.is_dir() else folder.parent
+    from edgederm.byom import is_foreign, load_foreign
+
+    source = args.checkpoint or manifest.model["checkpoint"]
+    model = load_foreign(source, args.meta, args.weights)[0] if is_foreign(source) else load_checkpoint(source)[0]
+    images, targets = verification_data(manifest, _data_root(args), args.verify_images)
+    results = verify_manifest(manifest, folder, model, images, targets, _gates_from_args(args))
+    manifest.add_step("verify", images=int(len(images)), results={r.artifact: r.status for r in results})
+    manifest.save(folder)
+    return _print_export(ExportOutcome(manifest, folder, verify=results))
+
+
+def cmd_compat(args) -> int:
+    from edgederm.compat import markdown, rows
+    from edgederm.table import print_table
+
+    if args.write:
+        import os
+
+        from edgederm.paths import atomic_path
+
+        target = Path(args.write)
+        tmp = atomic_path(target)
+        tmp.write_text(markdown())
+        os.replace(tmp, target)
+        print(f"wrote {target}")
+    else:
+        print_table(rows())
+    return 0
+
+
 def cmd_demo(args) -> int:
     from edgederm.demo import run_demo
 
@@ -142,6 +220,37 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--synthetic", action="store_true", help="use the generated image set even if real data exists")
     sp.add_argument("--quick", action="store_true", help="smallest run (for tests)")
     sp.set_defaults(func=cmd_demo)
+
+    def gate_flags(sp):
+        sp.add_argument("--verify-images", type=int, default=128, help="real test images for the parity gates")
+        sp.add_argument("--gate", action="append", metavar="PRECISION:FIGURE:VALUE",
+                        help="override a gate, e.g. fp16:min_top1_agreement:0.98 (repeatable)")
+
+    sp = sub.add_parser("export", help="checkpoint -> ONNX / TFLite / Core ML artifacts + manifest, verified")
+    sp.add_argument("checkpoint", help="EdgeDerm checkpoint (.safetensors + card), model.pt2, TorchScript file, "
+                                       "or module.path:factory (with --weights)")
+    sp.add_argument("--to", default="onnx,tflite,coreml", help="formats, comma-separated: onnx, tflite, coreml")
+    sp.add_argument("--out", help="output folder (default exports/<checkpoint name>)")
+    sp.add_argument("--coreml-precision", default="fp16", help="fp16, fp32 or fp16,fp32")
+    sp.add_argument("--meta", help="YAML/JSON with task, classes, preprocessing (foreign models; docs/byom.md)")
+    sp.add_argument("--weights", help="weights for a module.path:factory source (.safetensors or tensors-only pickle)")
+    sp.add_argument("--no-verify", action="store_true", help="skip the parity gates (recorded in the manifest)")
+    data_flag(sp)
+    gate_flags(sp)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("verify", help="re-run the parity gates on an export folder")
+    sp.add_argument("folder", help="export folder or its manifest.json")
+    sp.add_argument("--checkpoint", help="the PyTorch original (default: the one the manifest names)")
+    sp.add_argument("--meta", help="for a foreign original: its YAML/JSON description")
+    sp.add_argument("--weights", help="for a module.path:factory original")
+    data_flag(sp)
+    gate_flags(sp)
+    sp.set_defaults(func=cmd_verify)
+
+    sp = sub.add_parser("compat", help="which zoo model converts to which format")
+    sp.add_argument("--write", metavar="FILE", help="write the Markdown table (docs/compatibility.md)")
+    sp.set_defaults(func=cmd_compat)
 
     sp = sub.add_parser("models", help="list the model zoo")
     sp.add_argument("pattern", nargs="?", default="*")

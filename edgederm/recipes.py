@@ -32,12 +32,14 @@ _add(Recipe("lite0_derm7", TrainConfig(
     "efficientnet_lite0", "derm7", epochs=8, batch_size=32, lr=1e-3, warmup_steps=150, pretrained="imagenet"),
     "EfficientNet-Lite0 from the offline ImageNet weights; the only family with pretraining offline."))
 _add(Recipe("mnv3l_derm7", TrainConfig(
-    "mobilenetv3_large", "derm7", epochs=10, batch_size=32, lr=2e-3, warmup_steps=200,
+    "mobilenetv3_large", "derm7", epochs=7, batch_size=32, lr=2e-3, warmup_steps=200,
     distill_alpha=0.8, distill_temperature=2.0), "MobileNetV3-Large from random init, distilled from the "
     "Lite0 reference: from scratch it collapses toward nv in this budget (calibration.md).", teacher="lite0_derm7"))
 _add(Recipe("unet_lite0_lesionseg", TrainConfig(
-    "unet_lite0", "lesionseg", epochs=8, batch_size=16, lr=2e-3, warmup_steps=100, pretrained="imagenet",
+    "unet_lite0", "lesionseg", epochs=7, batch_size=16, lr=2e-3, warmup_steps=100, pretrained="imagenet",
+    input_size=(160, 224),
     label_smoothing=0.0, class_weighting="none"), "U-Net whose encoder starts from the Lite0 ImageNet weights."))
 _add(Recipe("segnet_lesionseg", TrainConfig(
-    "segnet", "lesionseg", epochs=8, batch_size=16, lr=3e-3, warmup_steps=100, label_smoothing=0.0,
+    "segnet", "lesionseg", epochs=10, batch_size=16, lr=3e-3, warmup_steps=100, label_smoothing=0.0,
+    input_size=(128, 192),
     class_weighting="none"), "The paper's index-unpooling SegNet, light widths, random init."))

@@ -39,8 +39,8 @@ EXPECTED: dict[str, tuple[str, float, float]] = {
     "deeplabv3plus_mobilenetv2": (SEG, 4.379, 1.111),
     "unet_mit_b0": (SEG, 5.549, 2.219),
     "fcn_mobilenetv2": (SEG, 5.174, 0.435),
-    "segnet": (SEG, 3.757, 5.379),
-    "segnet_mobile": (SEG, 3.757, 5.379),
+    "segnet": (SEG, 1.181, 1.501),
+    "segnet_mobile": (SEG, 1.181, 1.501),
 }
 PARAMS_TOL = 0.05
 MACS_TOL = 0.15  # FLOP counting rules drift a little across torch versions; a wrong input size does not

@@ -36,6 +36,7 @@ class ModelEntry:
     input_divisor: int = 32
     unsupported: dict[str, str] = field(default_factory=dict)
     reference: bool = False  # one of the reference models trained by a recipe
+    deploy_variant: str | None = None  # same weights, convertible ops: what export converts
 
     @property
     def is_classifier(self) -> bool:

@@ -65,7 +65,8 @@ register(ModelEntry(
 register(ModelEntry(
     "segnet", "segmentation", "segnet", "edgederm.models.segnet:build",
     "SegNet (lightweight): max-pool indices -> max-unpool decoder, as in the paper (PyTorch original)", SEG,
-    {"unpool": "indices"}, unsupported={"tflite": MAXUNPOOL_TFLITE, "coreml": MAXUNPOOL_COREML}, reference=True))
+    {"unpool": "indices"}, unsupported={"tflite": MAXUNPOOL_TFLITE, "coreml": MAXUNPOOL_COREML}, reference=True,
+    deploy_variant="segnet_mobile"))
 register(ModelEntry(
     "segnet_mobile", "segmentation", "segnet", "edgederm.models.segnet:build",
     "SegNet with a swappable unpooling built from convertible ops; loads segnet weights unchanged", SEG,

@@ -1,0 +1,164 @@
+"""Verify every artifact against its PyTorch original on real images, with per-precision gates.
+
+Each artifact is run by the same ``device_bench`` runner a device would use, fed exactly as
+its manifest says (layout, normalisation, integer quantisation), and compared with the
+PyTorch model on the same images: probabilities and top-1 agreement for classifiers, mask
+Dice between the two for segmenters, plus each one's score against the ground truth.
+A failed gate names the artifact and the figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgederm.errors import EdgeDermError
+from edgederm.manifest import Artifact, Manifest
+from edgederm.metrics import balanced_accuracy, per_image_overlap
+from edgederm.tensors import sigmoid, softmax
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Thresholds an artifact must meet; ``None`` skips a figure."""
+
+    max_abs_prob: float | None = None
+    min_top1_agreement: float | None = None
+    min_mask_dice: float | None = None
+
+
+DEFAULT_GATES: dict[str, Gate] = {
+    "fp32": Gate(max_abs_prob=1e-3, min_top1_agreement=0.995, min_mask_dice=0.99),
+    "fp16": Gate(max_abs_prob=None, min_top1_agreement=0.99, min_mask_dice=0.98),
+    "int8": Gate(max_abs_prob=None, min_top1_agreement=0.90, min_mask_dice=0.95),
+}
+
+
+@dataclass
+class VerifyResult:
+    artifact: str
+    status: str  # "pass" | "fail" | "skipped"
+    figures: dict = field(default_factory=dict)
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reference_outputs(model, images_uint8: np.ndarray, manifest: Manifest) -> np.ndarray:
+    from edgederm.tensors import predict
+
+    return predict(model, images_uint8, manifest.preprocessing, batch_size=32, desc="verify: PyTorch original")
+
+
+def artifact_input(artifact: Artifact, images_uint8: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """The batch this artifact expects: uint8 pixels for image inputs, else normalised float in its layout."""
+    spec = artifact.inputs[0]
+    if spec.layout.startswith("image"):
+        return images_uint8
+    prep = manifest.preprocessing.replace(layout="NHWC" if spec.layout == "NHWC" else "NCHW")
+    return prep.normalize(images_uint8)
+
+
+def to_reference_layout(artifact: Artifact, y: np.ndarray, task: str) -> np.ndarray:
+    """Classifier outputs as [N, C]; segmenter outputs as [N, 1, H, W]."""
+    if task == "segmentation" and artifact.outputs[0].layout == "NHWC":
+        y = np.moveaxis(y, -1, 1)
+    return y
+
+
+def compare(task: str, ref: np.ndarray, got: np.ndarray, targets: np.ndarray, got_is_prob: bool) -> dict:
+    if task == "classification":
+        p_ref, p_got = softmax(ref), (got if got_is_prob else softmax(got))
+        diff = np.abs(p_ref - p_got)
+        return {"images": len(ref), "max_abs_prob": float(diff.max()), "mean_abs_prob": float(diff.mean()),
+                "max_abs_logit": None if got_is_prob else float(np.abs(ref - got).max()),
+                "top1_agreement": float(np.mean(p_ref.argmax(1) == p_got.argmax(1))),
+                "balanced_accuracy_original": balanced_accuracy(targets, p_ref.argmax(1)),
+                "balanced_accuracy_artifact": balanced_accuracy(targets, p_got.argmax(1))}
+    m_ref, m_got = ref[:, 0] > 0, got[:, 0] > 0
+    agree, _ = per_image_overlap(m_got, m_ref)
+    d_ref, _ = per_image_overlap(m_ref, targets)
+    d_got, _ = per_image_overlap(m_got, targets)
+    return {"images": len(ref), "mask_dice_mean": float(agree.mean()), "mask_dice_min": float(agree.min()),
+            "max_abs_prob": float(np.abs(sigmoid(ref) - sigmoid(got)).max()),
+            "dice_original": float(d_ref.mean()), "dice_artifact": float(d_got.mean())}
+
+
+def judge(name: str, task: str, figures: dict, gate: Gate) -> tuple[str, str]:
+    checks = []
+    if task == "classification":
+        if gate.max_abs_prob is not None:
+            checks.append(("max_abs_prob", figures["max_abs_prob"], "<=", gate.max_abs_prob))
+        if gate.min_top1_agreement is not None:
+            checks.append(("top1_agreement", figures["top1_agreement"], ">=", gate.min_top1_agreement))
+    elif gate.min_mask_dice is not None:
+        checks.append(("mask_dice_mean", figures["mask_dice_mean"], ">=", gate.min_mask_dice))
+    for figure, value, op, limit in checks:
+        ok = value <= limit if op == "<=" else value >= limit
+        if not ok:
+            return "fail", f"{name}: {figure} {value:.6g} fails the gate {op} {limit:g}"
+    return "pass", ""
+
+
+def verify_artifact(artifact: Artifact, folder: Path, manifest: Manifest, images_uint8: np.ndarray,
+                    targets: np.ndarray, ref: np.ndarray, gate: Gate, threads: int | None = None) -> VerifyResult:
+    from device_bench.runners import RunnerUnavailable, open_runner, run_batched
+
+    path = Path(folder) / artifact.path
+    try:
+        runner = open_runner(path, artifact.format, threads=threads)
+    except RunnerUnavailable as e:
+        figures = {}
+        if artifact.format == "coreml":
+            from converters.torch2coreml import inspect
+
+            figures = {"structure": inspect(path)}
+        return VerifyResult(artifact.name, "skipped", figures, f"numeric parity not run: {e}")
+    x = artifact_input(artifact, images_uint8, manifest)
+    batch = 1 if artifact.inputs[0].shape[0] == 1 else 32
+    got = to_reference_layout(artifact, run_batched(runner, x, batch), manifest.task)
+    is_prob = artifact.format == "coreml" and manifest.task == "classification"
+    figures = compare(manifest.task, ref, got.astype(np.float32), targets, is_prob)
+    figures.update(runtime=runner.runtime, delegate=runner.delegate)
+    status, reason = judge(artifact.name, manifest.task, figures, gate)
+    return VerifyResult(artifact.name, status, figures, reason)
+
+
+def gate_for(precision: str, overrides: dict[str, Gate] | None = None) -> Gate:
+    gates = {**DEFAULT_GATES, **(overrides or {})}
+    return gates.get(precision, gates["int8"])
+
+
+def verification_arrays(manifest: Manifest, data_root: Path | None, n: int = 128, dataset: str | None = None):
+    """(uint8 images, targets): a class-stratified sample of ``n`` test images of the model's dataset."""
+    from edgederm.data import load_dataset
+    from edgederm.data.arrays import load_arrays
+
+    name = dataset or manifest.model.get("dataset")
+    roots = [Path(name).expanduser()] if name else []
+    if data_root is not None and name:
+        roots.insert(0, Path(data_root) / name)
+    root = next((r for r in roots if r.is_dir()), None)
+    if root is None:
+        raise EdgeDermError(f"verification data {name!r} not found: pass --data DIR (holding {name}/), "
+                            "or --no-verify (recorded in the manifest)")
+    ds = load_dataset(root).split("test").subset(n, seed=0)
+    arrays = load_arrays(ds, manifest.preprocessing, desc="verify: decode test images")
+    return arrays.images, arrays.targets
+
+
+def verify_manifest(manifest: Manifest, folder: Path, model, images_uint8: np.ndarray, targets: np.ndarray,
+                    gates: dict[str, Gate] | None = None, only: list[str] | None = None) -> list[VerifyResult]:
+    """Verify the manifest's artifacts (all, or ``only`` these names) and record the results in it."""
+    ref = reference_outputs(model, images_uint8, manifest)
+    results = []
+    for artifact in manifest.artifacts:
+        if only and artifact.name not in only:
+            continue
+        result = verify_artifact(artifact, folder, manifest, images_uint8, targets, ref, gate_for(artifact.precision, gates))
+        artifact.verify = {**result.to_dict(), "gate": asdict(gate_for(artifact.precision, gates))}
+        results.append(result)
+    return results

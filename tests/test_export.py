@@ -1,0 +1,177 @@
+"""Export + verify on small trained models: artifacts, manifest, metadata, and the gates catching faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgederm.errors import EdgeDermError
+from edgederm.export import export
+from edgederm.manifest import Manifest
+from edgederm.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck") / "cls"
+    return train(TrainConfig("mobilenetv3_small", "derm7", epochs=3, batch_size=16, lr=3e-3, warmup_steps=3,
+                             input_size=(48, 64)), synthetic_root, out, n_boot=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck") / "seg"
+    return train(TrainConfig("segnet", "lesionseg", epochs=3, batch_size=8, lr=3e-3, warmup_steps=3,
+                             input_size=(64, 96), label_smoothing=0.0, class_weighting="none"),
+                 synthetic_root, out, n_boot=0)
+
+
+def test_onnx_and_coreml_classifier(tiny_classifier, synthetic_root, tmp_path):
+    import onnx
+
+    outcome = export(tiny_classifier, tmp_path, formats=["onnx", "coreml"], data_root=synthetic_root, n_verify=64)
+    assert not outcome.failures
+    m = Manifest.load(tmp_path)
+    assert {a.name for a in m.artifacts} == {"onnx_fp32", "coreml_fp16"}
+    onnx_art = m.artifact("onnx_fp32")
+    assert onnx_art.verify["status"] == "pass" and onnx_art.verify["figures"]["top1_agreement"] == 1.0
+    assert onnx_art.verify["figures"]["max_abs_prob"] < 1e-5
+    from edgederm.checkpoint import sha256_file
+
+    assert onnx_art.sha256 == sha256_file(tmp_path / onnx_art.path)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / onnx_art.path)).metadata_props}
+    assert json.loads(props["edgederm.classes"]) == m.classes
+    assert json.loads(props["edgederm.preprocessing"])["input_size"] == [48, 64]
+    # Core ML on Linux: structure checked, numeric parity skipped with the reason.
+    cm = m.artifact("coreml_fp16")
+    assert cm.verify["status"] == "skipped" and "macOS" in cm.verify["reason"]
+    structure = cm.verify["figures"]["structure"]
+    assert structure["input_type"] == "imageType" and structure["input_size"] == [48, 64]
+    assert structure["outputs"] == ["classLabel", "classLabel_probs"]
+    assert structure["classifier_labels"] == m.classes
+    assert structure["dtypes"].get("FLOAT16", 0) > structure["dtypes"].get("FLOAT32", 0)
+    assert [s["stage"] for s in m.steps] == ["export", "verify"]
+    assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_segnet_exports_through_its_deployable_twin(tiny_segmenter, synthetic_root, tmp_path):
+    outcome = export(tiny_segmenter, tmp_path, formats=["onnx", "coreml"], data_root=synthetic_root, n_verify=16)
+    assert not outcome.failures, outcome.failures
+    m = Manifest.load(tmp_path)
+    onnx_art = m.artifact("onnx_fp32")
+    assert any("segnet_mobile" in n for n in onnx_art.notes)
+    assert onnx_art.verify["status"] == "pass" and onnx_art.verify["figures"]["mask_dice_mean"] >= 0.99
+
+
+@pytest.mark.slow
+def test_tflite_fp32_fp16(tiny_classifier, synthetic_root, tmp_path):
+    outcome = export(tiny_classifier, tmp_path, formats=["tflite"], data_root=synthetic_root, n_verify=32)
+    assert not outcome.failures
+    m = Manifest.load(tmp_path)
+    assert {a.name for a in m.artifacts} == {"tflite_fp32", "tflite_fp16"}
+    for a in m.artifacts:
+        assert a.inputs[0].shape == [1, 48, 64, 3] and a.inputs[0].layout == "NHWC"
+        assert a.verify["status"] == "pass", a.verify
+    assert not (tmp_path / "model.onnx").exists()  # ONNX was only the road
+
+
+def test_unknown_format_and_unwritable_folder(tiny_classifier):
+    with pytest.raises(EdgeDermError, match="did you mean 'tflite'"):
+        export(tiny_classifier, "/tmp/x", formats=["tflitee"], verify=False)
+    with pytest.raises(EdgeDermError, match="not writable"):
+        export(tiny_classifier, "/proc/edgederm-out", formats=["onnx"], verify=False)
+
+
+def test_interrupted_export_leaves_no_artifact(tiny_classifier, tmp_path, monkeypatch):
+    import onnxslim
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnxslim, "slim", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export(tiny_classifier, tmp_path, formats=["onnx"], verify=False)
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".partial-*"))
+
+
+def test_no_verify_is_recorded(tiny_classifier, tmp_path):
+    export(tiny_classifier, tmp_path, formats=["onnx"], verify=False)
+    m = Manifest.load(tmp_path)
+    assert m.artifact("onnx_fp32").verify == {"status": "skipped", "reason": "--no-verify given"}
+    assert m.steps[-1]["stage"] == "verify" and m.steps[-1]["skipped"] is True
+
+
+# --- injected faults: a converter that gets preprocessing wrong must fail the gate --------------
+FAULTS = {
+    "drops_normalisation": lambda model, prep: (lambda x: model(x * prep["std"] + prep["mean"])),
+    "swaps_rgb_bgr": lambda model, prep: (lambda x: model(x.flip(1))),
+    "nchw_fed_as_nhwc": lambda model, prep: (lambda x: model(x.reshape(x.shape[0], 3, x.shape[1], x.shape[2]))),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_gate_catches_faulty_converter(fault, tiny_classifier, synthetic_root, tmp_path):
+    """Build a deliberately wrong ONNX artifact, put it in a manifest, and verify it."""
+    from converters.torch2onnx import convert
+    from edgederm.checkpoint import load_checkpoint
+    from edgederm.export import manifest_for, _finish
+    from edgederm.verify import verification_arrays, verify_manifest
+
+    model, card = load_checkpoint(tiny_classifier)
+    manifest = manifest_for(card, Path(tiny_classifier), "faulty")
+    prep = {"mean": torch.tensor(card.preprocessing.mean).view(1, 3, 1, 1),
+            "std": torch.tensor(card.preprocessing.std).view(1, 3, 1, 1)}
+    broken = FAULTS[fault](model, prep)
+
+    class Wrapped(torch.nn.Module):
+        def forward(self, x):
+            return broken(x)
+
+    artifact = convert(Wrapped(), manifest, tmp_path / "faulty.onnx")
+    if fault == "nchw_fed_as_nhwc":  # the faulty converter declares NHWC input but reads it as NCHW
+        h, w = card.preprocessing.input_size
+        artifact = _nhwc_onnx(Wrapped(), manifest, tmp_path / "faulty.onnx", h, w)
+    _finish(artifact, tmp_path)
+    manifest.put(artifact)
+    images, targets = verification_arrays(manifest, synthetic_root, 64)
+    [result] = verify_manifest(manifest, tmp_path, model, images, targets)
+    assert result.status == "fail", result.figures
+    assert result.reason.startswith("onnx_fp32: ")
+
+
+def _nhwc_onnx(module, manifest, path, h, w):
+    from converters.common import atomic_output
+    from edgederm.manifest import Artifact, TensorSpec
+
+    with atomic_output(path) as tmp:
+        torch.onnx.export(module.eval(), (torch.randn(1, h, w, 3),), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"])
+    return Artifact("onnx_fp32", str(path), "onnx", "fp32", [TensorSpec("input", [1, h, w, 3], "float32", "NHWC")],
+                    [TensorSpec("logits", [1, len(manifest.classes)], "float32", "NC")])
+
+
+def test_correct_nhwc_artifact_passes(tiny_classifier, synthetic_root, tmp_path):
+    """Control for the faults above: a right NHWC artifact (permute, not reshape) passes."""
+    from edgederm.checkpoint import load_checkpoint
+    from edgederm.export import _finish, manifest_for
+    from edgederm.verify import verification_arrays, verify_manifest
+
+    model, card = load_checkpoint(tiny_classifier)
+    manifest = manifest_for(card, Path(tiny_classifier), "ok")
+    h, w = card.preprocessing.input_size
+
+    class Right(torch.nn.Module):
+        def forward(self, x):
+            return model(x.permute(0, 3, 1, 2))
+
+    artifact = _nhwc_onnx(Right(), manifest, tmp_path / "ok.onnx", h, w)
+    _finish(artifact, tmp_path)
+    manifest.put(artifact)
+    images, targets = verification_arrays(manifest, synthetic_root, 64)
+    [result] = verify_manifest(manifest, tmp_path, model, images, targets)
+    assert result.status == "pass", result.reason
+    assert np.isclose(result.figures["top1_agreement"], 1.0)
