@@ -51,6 +51,8 @@ def versions(*packages: str) -> dict[str, str]:
 
 _OP_PATTERNS = [
     r"Exporting the operator '([^']+)'",
+    r"unrecognized namespace ([\w:.]+)",
+    r"No decompositions registered for .*?'([\w:.]+)'",
     r"Unsupported fx node (\w+)",
     r"Select TensorFlow op\(s\).*?\((\w+)\)",
     r"'tf\.(\w+)' op is neither a custom op nor a flex op",

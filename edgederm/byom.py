@@ -27,6 +27,29 @@ from edgederm.errors import EdgeDermError
 from edgederm.preprocessing import Preprocessing
 
 
+def _program_module_class():
+    import torch
+
+    class ProgramModule(torch.nn.Module):
+        """Holds an exported program's module without registering it: its ``eval()``/``train()``
+        raise (torch 2.14), and an exported program is already in inference form."""
+
+        static_batch = True  # exported with batch 1; its guards refuse other batch sizes
+
+        def __init__(self, gm):
+            super().__init__()
+            object.__setattr__(self, "_gm", gm)
+
+        def forward(self, x):
+            return self._gm(x)
+
+    return ProgramModule
+
+
+def _ProgramModule(gm):
+    return _program_module_class()(gm)
+
+
 def is_foreign(source: str) -> bool:
     """True for sources that are not EdgeDerm checkpoints (.safetensors with a card)."""
     p = Path(source)
@@ -71,7 +94,7 @@ def load_foreign(source: str, meta_path=None, weights: str | None = None):
             program = torch.export.load(str(p))
         except Exception as e:
             raise EdgeDermError(f"{p} is not a torch.export program ({type(e).__name__}: {str(e)[:120]})") from None
-        model = program.module()
+        model = _ProgramModule(program.module())
         kind = "torch.export program"
     elif p.suffix in (".ts", ".pt", ".jit"):
         if not p.exists():

@@ -71,8 +71,9 @@ def predict(model, images_uint8: np.ndarray, prep: Preprocessing, batch_size: in
 
     from edgederm.progress import progress
 
-    model.eval()
-    model = model.to(memory_format=torch.channels_last)
+    if not getattr(model, "static_batch", False):  # exported programs refuse eval()/to()
+        model.eval()
+        model = model.to(memory_format=torch.channels_last)
     outs = []
     starts = range(0, len(images_uint8), batch_size)
     with torch.inference_mode():

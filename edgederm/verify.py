@@ -50,7 +50,8 @@ class VerifyResult:
 def reference_outputs(model, images_uint8: np.ndarray, manifest: Manifest) -> np.ndarray:
     from edgederm.tensors import predict
 
-    return predict(model, images_uint8, manifest.preprocessing, batch_size=32, desc="verify: PyTorch original")
+    batch = 1 if getattr(model, "static_batch", False) else 32
+    return predict(model, images_uint8, manifest.preprocessing, batch_size=batch, desc="verify: PyTorch original")
 
 
 def artifact_input(artifact: Artifact, images_uint8: np.ndarray, manifest: Manifest) -> np.ndarray:

@@ -74,11 +74,29 @@ def test_foreign_model_needs_meta(tmp_path):
         export(str(source), tmp_path / "out", formats=["onnx"], verify=False, meta=bad)
 
 
-def test_unsupported_operator_is_named(meta_file, tmp_path):
+@torch.library.custom_op("edgederm_test::mystery", mutates_args=())
+def mystery(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()
+
+
+@mystery.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+def test_unsupported_operator_is_named(tmp_path):
+    """An operator with no ONNX translation fails with one line naming it, not a stack trace."""
+    from converters.torch2onnx import convert
+    from edgederm.manifest import Manifest, output_spec
+    from edgederm.preprocessing import Preprocessing
+
     class Odd(torch.nn.Module):
         def forward(self, x):
-            return torch.linalg.svd(x.mean(1))[1][..., :7].reshape(1, -1)[:, :7]
+            return mystery(x).mean((2, 3)).repeat(1, 3)[:, :7]
 
-    torch.jit.save(torch.jit.script(Odd()), str(tmp_path / "odd.ts"))
-    with pytest.raises(EdgeDermError, match=r"operator .*svd.* cannot be converted to ONNX|conversion to ONNX failed"):
-        export(str(tmp_path / "odd.ts"), tmp_path / "out", formats=["onnx"], verify=False, meta=meta_file)
+    manifest = Manifest({"name": "odd", "architecture": "custom", "task": "classification", "classes": list("abcdefg")},
+                        Preprocessing(input_size=(16, 16)), output_spec("classification", list("abcdefg")))
+    with pytest.raises(EdgeDermError, match=r"odd: operator .*mystery.* cannot be converted to ONNX") as err:
+        convert(Odd(), manifest, tmp_path / "odd.onnx")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "odd.onnx").exists()

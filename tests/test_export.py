@@ -106,71 +106,72 @@ def test_no_verify_is_recorded(tiny_classifier, tmp_path):
 
 
 # --- injected faults: a converter that gets preprocessing wrong must fail the gate --------------
-FAULTS = {
-    "drops_normalisation": lambda model, prep: (lambda x: model(x * prep["std"] + prep["mean"])),
-    "swaps_rgb_bgr": lambda model, prep: (lambda x: model(x.flip(1))),
-    "nchw_fed_as_nhwc": lambda model, prep: (lambda x: model(x.reshape(x.shape[0], 3, x.shape[1], x.shape[2]))),
-}
+def _drops_normalisation(model, x, mean, std):
+    return model(x * std + mean)  # the artifact undoes the normalisation the app applies
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_gate_catches_faulty_converter(fault, tiny_classifier, synthetic_root, tmp_path):
-    """Build a deliberately wrong ONNX artifact, put it in a manifest, and verify it."""
-    from converters.torch2onnx import convert
+def _swaps_rgb_bgr(model, x, mean, std):
+    return model(x.flip(1))
+
+
+def _reads_nhwc_as_nchw(model, x, mean, std):
+    return model(x.reshape(x.shape[0], 3, x.shape[1], x.shape[2]))  # reshape where a permute belongs
+
+
+def _right_nhwc(model, x, mean, std):
+    return model(x.permute(0, 3, 1, 2))
+
+
+class _Wrapped(torch.nn.Module):
+    def __init__(self, model, fn, card):
+        super().__init__()
+        self.model, self.fn = model, fn
+        self.register_buffer("mean", torch.tensor(card.preprocessing.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(card.preprocessing.std).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return self.fn(self.model, x, self.mean, self.std)
+
+
+def _artifact_for(fn, tiny_classifier, tmp_path):
     from edgederm.checkpoint import load_checkpoint
-    from edgederm.export import manifest_for, _finish
-    from edgederm.verify import verification_arrays, verify_manifest
+    from edgederm.export import _finish, manifest_for
+    from edgederm.manifest import Artifact, TensorSpec
 
     model, card = load_checkpoint(tiny_classifier)
     manifest = manifest_for(card, Path(tiny_classifier), "faulty")
-    prep = {"mean": torch.tensor(card.preprocessing.mean).view(1, 3, 1, 1),
-            "std": torch.tensor(card.preprocessing.std).view(1, 3, 1, 1)}
-    broken = FAULTS[fault](model, prep)
-
-    class Wrapped(torch.nn.Module):
-        def forward(self, x):
-            return broken(x)
-
-    artifact = convert(Wrapped(), manifest, tmp_path / "faulty.onnx")
-    if fault == "nchw_fed_as_nhwc":  # the faulty converter declares NHWC input but reads it as NCHW
-        h, w = card.preprocessing.input_size
-        artifact = _nhwc_onnx(Wrapped(), manifest, tmp_path / "faulty.onnx", h, w)
+    h, w = card.preprocessing.input_size
+    nhwc = fn in (_reads_nhwc_as_nchw, _right_nhwc)
+    shape = [1, h, w, 3] if nhwc else [1, 3, h, w]
+    path = tmp_path / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_Wrapped(model, fn, card).eval(), (torch.randn(*shape),), str(path), dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["logits"])
+    artifact = Artifact("onnx_fp32", str(path), "onnx", "fp32",
+                        [TensorSpec("input", shape, "float32", "NHWC" if nhwc else "NCHW")],
+                        [TensorSpec("logits", [1, len(manifest.classes)], "float32", "NC")])
     _finish(artifact, tmp_path)
     manifest.put(artifact)
+    return model, manifest
+
+
+@pytest.mark.parametrize("fault", [_drops_normalisation, _swaps_rgb_bgr, _reads_nhwc_as_nchw],
+                         ids=["drops_normalisation", "swaps_rgb_bgr", "nchw_fed_as_nhwc"])
+def test_gate_catches_faulty_converter(fault, tiny_classifier, synthetic_root, tmp_path):
+    from edgederm.verify import verification_arrays, verify_manifest
+
+    model, manifest = _artifact_for(fault, tiny_classifier, tmp_path)
     images, targets = verification_arrays(manifest, synthetic_root, 64)
     [result] = verify_manifest(manifest, tmp_path, model, images, targets)
     assert result.status == "fail", result.figures
     assert result.reason.startswith("onnx_fp32: ")
 
 
-def _nhwc_onnx(module, manifest, path, h, w):
-    from converters.common import atomic_output
-    from edgederm.manifest import Artifact, TensorSpec
-
-    with atomic_output(path) as tmp:
-        torch.onnx.export(module.eval(), (torch.randn(1, h, w, 3),), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
-    return Artifact("onnx_fp32", str(path), "onnx", "fp32", [TensorSpec("input", [1, h, w, 3], "float32", "NHWC")],
-                    [TensorSpec("logits", [1, len(manifest.classes)], "float32", "NC")])
-
-
 def test_correct_nhwc_artifact_passes(tiny_classifier, synthetic_root, tmp_path):
-    """Control for the faults above: a right NHWC artifact (permute, not reshape) passes."""
-    from edgederm.checkpoint import load_checkpoint
-    from edgederm.export import _finish, manifest_for
+    """Control for the faults above: the same NHWC route done right (permute, not reshape) passes."""
     from edgederm.verify import verification_arrays, verify_manifest
 
-    model, card = load_checkpoint(tiny_classifier)
-    manifest = manifest_for(card, Path(tiny_classifier), "ok")
-    h, w = card.preprocessing.input_size
-
-    class Right(torch.nn.Module):
-        def forward(self, x):
-            return model(x.permute(0, 3, 1, 2))
-
-    artifact = _nhwc_onnx(Right(), manifest, tmp_path / "ok.onnx", h, w)
-    _finish(artifact, tmp_path)
-    manifest.put(artifact)
+    model, manifest = _artifact_for(_right_nhwc, tiny_classifier, tmp_path)
     images, targets = verification_arrays(manifest, synthetic_root, 64)
     [result] = verify_manifest(manifest, tmp_path, model, images, targets)
     assert result.status == "pass", result.reason
