@@ -110,7 +110,8 @@ def cmd_eval(args) -> int:
     from edgederm.metrics import format_metrics
 
     metrics, card, n = evaluate_checkpoint(args.checkpoint, _data_root(args), split=args.split,
-                                           dataset=args.dataset, n_boot=args.bootstrap, limit=args.limit)
+                                           dataset=args.dataset, n_boot=args.bootstrap, limit=args.limit,
+                                           architecture=args.arch)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "architecture": card.architecture, "split": args.split,
                           "images": n, "metrics": {k: v.to_dict() for k, v in metrics.items()}}, indent=2))
@@ -155,7 +156,8 @@ def cmd_export(args) -> int:
     out = Path(args.out) if args.out else Path("exports") / Path(args.checkpoint).stem
     outcome = export(args.checkpoint, out, formats=args.to.split(","), verify=not args.no_verify,
                      data_root=_data_root(args), n_verify=args.verify_images, gates=_gates_from_args(args),
-                     coreml_precisions=tuple(args.coreml_precision.split(",")), meta=args.meta, weights=args.weights)
+                     coreml_precisions=tuple(args.coreml_precision.split(",")), meta=args.meta, weights=args.weights,
+                     dynamic_batch=args.dynamic_batch)
     return _print_export(outcome)
 
 
@@ -235,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--meta", help="YAML/JSON with task, classes, preprocessing (foreign models; docs/byom.md)")
     sp.add_argument("--weights", help="weights for a module.path:factory source (.safetensors or tensors-only pickle)")
     sp.add_argument("--no-verify", action="store_true", help="skip the parity gates (recorded in the manifest)")
+    sp.add_argument("--dynamic-batch", action="store_true", help="ONNX with a free batch dimension (only with --to onnx: onnx2tf and TensorRT INT8 want static shapes)")
     data_flag(sp)
     gate_flags(sp)
     sp.set_defaults(func=cmd_export)
@@ -298,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int)
     sp.add_argument("--bootstrap", type=int, default=1000)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--arch", help="load the weights into this architecture instead of the card's (e.g. segnet_mobile)")
     sp.set_defaults(func=cmd_eval)
     return p
 

@@ -29,14 +29,23 @@ def score_arrays(model, arrays: Arrays, prep: Preprocessing, classes, n_boot: in
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: str = "test",
-                        dataset: str | None = None, n_boot: int = 1000, limit: int | None = None):
-    """(metrics, card, number of images) for a checkpoint on a split of its dataset (or ``dataset``)."""
+                        dataset: str | None = None, n_boot: int = 1000, limit: int | None = None,
+                        architecture: str | None = None):
+    """(metrics, card, number of images) for a checkpoint on a split of its dataset (or ``dataset``).
+
+    ``architecture`` loads the same weights into another zoo entry (a deploy twin such as
+    ``segnet_mobile``), which must accept them unchanged.
+    """
     from edgederm.checkpoint import load_checkpoint
     from edgederm.data import load_dataset
     from edgederm.data.arrays import load_arrays
     from edgederm.errors import EdgeDermError
 
     model, card = load_checkpoint(checkpoint)
+    if architecture:
+        from dataclasses import replace
+
+        model, card = load_checkpoint(checkpoint, replace(card, architecture=architecture))
     name = dataset or card.data.get("dataset")
     candidates = [Path(name).expanduser()] if name else []
     if data_root is not None and name:

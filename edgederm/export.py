@@ -60,18 +60,18 @@ def manifest_for(card, checkpoint: Path, name: str) -> Manifest:
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx", "tflite", "coreml"),
            coreml_precisions=("fp16",), tflite_precisions=("fp32", "fp16"), verify: bool = True, data_root=None,
            n_verify: int = 128, gates=None, name: str | None = None, model=None, card=None,
-           meta=None, weights=None) -> ExportOutcome:
+           meta=None, weights=None, dynamic_batch: bool = False) -> ExportOutcome:
     from converters import handler
     from edgederm.checkpoint import load_checkpoint
 
     from edgederm.byom import is_foreign, load_foreign
 
+    formats = parse_formats(list(formats))  # a typo fails before any slow work
     if model is None and is_foreign(str(checkpoint)):
         model, card = load_foreign(str(checkpoint), meta, weights)
     elif model is None:
         model, card = load_checkpoint(checkpoint)
     checkpoint = Path(checkpoint)
-    formats = parse_formats(list(formats))
     folder = Path(out)
     check_writable(folder)
     manifest = manifest_for(card, checkpoint, name or checkpoint.stem)
@@ -106,7 +106,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx
         return made
 
     if "onnx" in formats or "tflite" in formats:
-        attempt("onnx", "fp32", lambda: handler("torch2onnx")(deployed, manifest, onnx_path))
+        attempt("onnx", "fp32", lambda: handler("torch2onnx")(deployed, manifest, onnx_path,
+                                                               dynamic_batch=dynamic_batch and "tflite" not in formats))
     if "tflite" in formats:
         if onnx_path.exists():
             attempt("tflite", "+".join(tflite_precisions), lambda: handler("onnx2tflite")(

@@ -81,3 +81,12 @@ def test_demo_on_synthetic_data_says_so():
     assert r.returncode == 0, r.stderr[-3000:]
     assert "SYNTHETIC" in r.stderr and "SYNTHETIC" in r.stdout
     assert "balanced_accuracy" in r.stdout
+
+
+def test_bad_gate_flag():
+    assert_one_line_error(run_cli("export", "x.safetensors", "--gate", "fp16-top1-0.9"), "--gate", "PRECISION:FIGURE:VALUE")
+
+
+def test_export_unknown_format_suggests(tmp_path):
+    assert_one_line_error(run_cli("export", "x.safetensors", "--to", "onnx,tflte"), "unknown format 'tflte'",
+                          "did you mean 'tflite'")

@@ -39,7 +39,11 @@ register(ModelEntry(
 register(ModelEntry(
     "swin_tiny", "classification", "swin", TIMM, "Swin-T (windowed transformer, 7x7 windows)", SWIN,
     {"timm_name": "swin_tiny_patch4_window7_224", "img_size": True},
-    online_weights="timm swin_tiny_patch4_window7_224.ms_in1k", input_divisor=224))
+    online_weights="timm swin_tiny_patch4_window7_224.ms_in1k", input_divisor=224,
+    unsupported={"tflite": "onnx2tf 1.29 crashes on timm's window partition/shift graph ('NoneType' object has "
+                           "no attribute 'shape'); plan: static window masks or a litert-torch route",
+                 "coreml": "coremltools 9 cannot convert timm's traced window code (int() of a tensor) nor the "
+                           "exported program (alias op); plan: run_decompositions() with the default table"}))
 
 register(ModelEntry(
     "unet_lite0", "segmentation", "unet", SMP, "U-Net, EfficientNet-Lite0 encoder (reference)", SEG,
