@@ -36,10 +36,10 @@ _add(Recipe("mnv3l_derm7", TrainConfig(
     distill_alpha=0.8, distill_temperature=2.0), "MobileNetV3-Large from random init, distilled from the "
     "Lite0 reference: from scratch it collapses toward nv in this budget (calibration.md).", teacher="lite0_derm7"))
 _add(Recipe("unet_lite0_lesionseg", TrainConfig(
-    "unet_lite0", "lesionseg", epochs=7, batch_size=16, lr=2e-3, warmup_steps=100, pretrained="imagenet",
-    input_size=(160, 224),
+    "unet_lite0", "lesionseg", epochs=4, batch_size=16, lr=2e-3, warmup_steps=50, pretrained="imagenet",
+    input_size=(128, 192),
     label_smoothing=0.0, class_weighting="none"), "U-Net whose encoder starts from the Lite0 ImageNet weights."))
 _add(Recipe("segnet_lesionseg", TrainConfig(
-    "segnet", "lesionseg", epochs=10, batch_size=16, lr=3e-3, warmup_steps=100, label_smoothing=0.0,
+    "segnet", "lesionseg", epochs=5, batch_size=16, lr=3e-3, warmup_steps=50, label_smoothing=0.0,
     input_size=(128, 192),
     class_weighting="none"), "The paper's index-unpooling SegNet, light widths, random init."))

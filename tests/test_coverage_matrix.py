@@ -34,7 +34,7 @@ def subject(name, tmp_path):
     torch.manual_seed(0)
     size = small_size(entry)
     # Transformers bake the token grid into their position embeddings: build them at the test size.
-    model = create_model(name, img_size=size) if entry.builder_args.get("img_size") else create_model(name)
+    model = create_model(name, img_size=size) if entry.builder_args.get("set_img_size") else create_model(name)
     model.train()
     with torch.no_grad():
         for _ in range(3):

@@ -45,7 +45,8 @@ def build(entry: ModelEntry, num_classes: int, pretrained, unpool: str = "indice
             # the mask comes from the encoder activation alone: ``pooled`` is the decoder's map
             is_max = (before_pool == up2(F.max_pool2d(before_pool, 2, 2))).to(pooled.dtype)
             rank = F.conv_transpose2d(torch.ones_like(pooled[:, :1]), self.rank.to(pooled.dtype), stride=2)
-            score = is_max * rank  # > 0 at every window max, and distinct within a window
+            # expanded, not broadcast: onnx2tf mis-lays-out a [1,1,H,W] constant broadcast over channels
+            score = is_max * rank.expand_as(is_max)  # > 0 at every window max, and distinct within a window
             first = (score == up2(F.max_pool2d(score, 2, 2))).to(pooled.dtype)
             return up2(pooled) * first
 

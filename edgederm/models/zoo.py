@@ -34,11 +34,11 @@ register(ModelEntry(
     reference=True))
 register(ModelEntry(
     "vit_tiny", "classification", "vit", TIMM, "ViT-Tiny/16 (small vision transformer)", CLS,
-    {"timm_name": "vit_tiny_patch16_224", "img_size": True}, online_weights="timm vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+    {"timm_name": "vit_tiny_patch16_224", "set_img_size": True}, online_weights="timm vit_tiny_patch16_224.augreg_in21k_ft_in1k",
     input_divisor=16))
 register(ModelEntry(
     "swin_tiny", "classification", "swin", TIMM, "Swin-T (windowed transformer, 7x7 windows)", SWIN,
-    {"timm_name": "swin_tiny_patch4_window7_224", "img_size": True},
+    {"timm_name": "swin_tiny_patch4_window7_224", "set_img_size": True},
     online_weights="timm swin_tiny_patch4_window7_224.ms_in1k", input_divisor=224,
     unsupported={"tflite": "onnx2tf 1.29 crashes on timm's window partition/shift graph ('NoneType' object has "
                            "no attribute 'shape'); plan: static window masks or a litert-torch route",
