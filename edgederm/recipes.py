@@ -40,6 +40,6 @@ _add(Recipe("unet_lite0_lesionseg", TrainConfig(
     input_size=(128, 192),
     label_smoothing=0.0, class_weighting="none"), "U-Net whose encoder starts from the Lite0 ImageNet weights."))
 _add(Recipe("segnet_lesionseg", TrainConfig(
-    "segnet", "lesionseg", epochs=5, batch_size=16, lr=3e-3, warmup_steps=50, label_smoothing=0.0,
+    "segnet", "lesionseg", epochs=3, batch_size=16, lr=3e-3, warmup_steps=30, label_smoothing=0.0,
     input_size=(128, 192),
     class_weighting="none"), "The paper's index-unpooling SegNet, light widths, random init."))

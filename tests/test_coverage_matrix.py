@@ -2,8 +2,8 @@
 
 Declared-supported combinations must convert with parity (Core ML: a valid spec); declared-
 unsupported ones must still fail, so a declaration that stops being true fails this test.
-onnx2tf takes 20-60 s per model here, so the TFLite column runs for the reference models in
-the default suite and for the whole zoo under ``-m slow``.
+onnx2tf takes 1-2.5 min per model here and Core ML 10-30 s, so the TFLite and Core ML columns
+run for the reference models in the default suite and for the whole zoo under ``-m slow``.
 """
 
 from __future__ import annotations
@@ -110,8 +110,7 @@ def test_tflite_rest(name, tmp_path):
     _tflite_case(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_coreml(name, tmp_path):
+def _coreml_case(name, tmp_path):
     from converters.torch2coreml import convert, inspect
 
     entry, model, manifest, x, ref = subject(name, tmp_path)
@@ -128,6 +127,17 @@ def test_coreml(name, tmp_path):
     assert info["weights"] >= 0.9 * sum(p.numel() for p in model.parameters())
     if entry.is_classifier:
         assert info["classifier_labels"] == manifest.classes
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_coreml_reference(name, tmp_path):
+    _coreml_case(name, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ALL if n not in REFERENCE])
+def test_coreml_rest(name, tmp_path):
+    _coreml_case(name, tmp_path)
 
 
 def test_every_model_is_in_the_matrix():
