@@ -58,7 +58,8 @@ def run_demo(data: str | None = None, synthetic: bool = False, quick: bool = Fal
     outcome = export(ckpt, out, formats=formats, data_root=root, n_verify=64 if quick else 128)
     rows = demo_rows(outcome, card)
     print(f"\nExport and verification on {label} test images (this CPU, batch 1, 2 threads):")
-    print_table(rows)
+    columns = list(dict.fromkeys(k for r in rows[1:] for k in r if k not in ("ms/img", "note")))
+    print_table(rows, columns + ["ms/img", "note"])
     from edgederm.report import LEGEND
 
     print(LEGEND)
