@@ -11,7 +11,6 @@ images, time each on this CPU, and print one table.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from edgederm.progress import log
 

@@ -38,6 +38,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: s
     """
     from edgederm.checkpoint import load_checkpoint
     from edgederm.data import load_dataset
+    from edgederm.data.layouts import find_dataset
     from edgederm.data.arrays import load_arrays
     from edgederm.errors import EdgeDermError
 
@@ -47,12 +48,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: s
 
         model, card = load_checkpoint(checkpoint, replace(card, architecture=architecture))
     name = dataset or card.data.get("dataset")
-    candidates = [Path(name).expanduser()] if name else []
-    if data_root is not None and name:
-        candidates.insert(0, data_root / name)
-    root = next((c for c in candidates if c.is_dir()), None)
-    if root is None:
-        raise EdgeDermError(f"dataset {name!r} of {checkpoint} not found: pass --data DIR or --dataset PATH")
+    root = find_dataset(name, data_root, f"dataset of {checkpoint}")
     ds = load_dataset(root).split(split)
     if ds.task != card.task:
         raise EdgeDermError(f"{checkpoint} is a {card.task} model but {root} holds {ds.task} data")

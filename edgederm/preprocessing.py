@@ -70,39 +70,30 @@ class Preprocessing:
         return Preprocessing.from_dict({**self.to_dict(), **changes})
 
     # --- application -----------------------------------------------------------------------
+    def _fit(self, image, resample):
+        """Resize (and centre-crop) a PIL image to ``input_size`` by the record's policy."""
+        h, w = self.input_size
+        if self.resize == "stretch":
+            return image.resize((w, h), resample)
+        s = max(h / image.height, w / image.width)
+        new = (max(w, round(image.width * s)), max(h, round(image.height * s)))
+        image = image.resize(new, resample)
+        left, top = (new[0] - w) // 2, (new[1] - h) // 2
+        return image.crop((left, top, left + w, top + h))
+
     def resize_image(self, image) -> np.ndarray:
         """PIL image (any mode) -> uint8 HWC RGB array at ``input_size``."""
         from PIL import Image
 
         resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
                     "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}[self.interpolation]
-        image = image.convert("RGB")
-        h, w = self.input_size
-        if self.resize == "stretch":
-            image = image.resize((w, h), resample)
-        else:
-            s = max(h / image.height, w / image.width)
-            new = (max(w, round(image.width * s)), max(h, round(image.height * s)))
-            image = image.resize(new, resample)
-            left, top = (new[0] - w) // 2, (new[1] - h) // 2
-            image = image.crop((left, top, left + w, top + h))
-        return np.asarray(image, dtype=np.uint8)
+        return np.asarray(self._fit(image.convert("RGB"), resample), dtype=np.uint8)
 
     def resize_mask(self, mask) -> np.ndarray:
         """PIL mask -> uint8 HW array of 0/1 at ``input_size`` (nearest neighbour, same geometry)."""
         from PIL import Image
 
-        h, w = self.input_size
-        mask = mask.convert("L")
-        if self.resize == "stretch":
-            mask = mask.resize((w, h), Image.NEAREST)
-        else:
-            s = max(h / mask.height, w / mask.width)
-            new = (max(w, round(mask.width * s)), max(h, round(mask.height * s)))
-            mask = mask.resize(new, Image.NEAREST)
-            left, top = (new[0] - w) // 2, (new[1] - h) // 2
-            mask = mask.crop((left, top, left + w, top + h))
-        return (np.asarray(mask) >= 128).astype(np.uint8)
+        return (np.asarray(self._fit(mask.convert("L"), Image.NEAREST)) >= 128).astype(np.uint8)
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 ``[..., H, W, 3]`` RGB -> float32 normalised, in ``layout`` (batch dims kept)."""

@@ -47,14 +47,9 @@ class TrainConfig:
 
 def _resolve_dataset(config: TrainConfig, data_root: Path | None):
     from edgederm.data import load_dataset
+    from edgederm.data.layouts import find_dataset
 
-    candidate = Path(config.dataset).expanduser()
-    if candidate.is_dir():
-        return load_dataset(candidate, seed=config.seed)
-    if data_root is None:
-        raise EdgeDermError(f"dataset {config.dataset!r} not found: pass --data DIR (holding {config.dataset}/) "
-                            "or set EDGEDERM_DATA")
-    return load_dataset(data_root / config.dataset, seed=config.seed)
+    return load_dataset(find_dataset(config.dataset, data_root), seed=config.seed)
 
 
 def keep_freed_memory() -> bool:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest
 from edgederm.metrics import balanced_accuracy, per_image_overlap
 from edgederm.tensors import sigmoid, softmax
@@ -137,15 +136,10 @@ def verification_arrays(manifest: Manifest, data_root: Path | None, n: int = 128
     """(uint8 images, targets): a class-stratified sample of ``n`` test images of the model's dataset."""
     from edgederm.data import load_dataset
     from edgederm.data.arrays import load_arrays
+    from edgederm.data.layouts import find_dataset
 
     name = dataset or manifest.model.get("dataset")
-    roots = [Path(name).expanduser()] if name else []
-    if data_root is not None and name:
-        roots.insert(0, Path(data_root) / name)
-    root = next((r for r in roots if r.is_dir()), None)
-    if root is None:
-        raise EdgeDermError(f"verification data {name!r} not found: pass --data DIR (holding {name}/), "
-                            "or --no-verify (recorded in the manifest)")
+    root = find_dataset(name, data_root, "verification data (or give --no-verify)")
     ds = load_dataset(root).split("test").subset(n, seed=0)
     arrays = load_arrays(ds, manifest.preprocessing, desc="verify: decode test images")
     return arrays.images, arrays.targets

@@ -19,6 +19,8 @@ from edgederm.models import MODELS, create_model, get_entry
 get_entry("efficientnet_lite0")
 ALL = MODELS.names()
 REFERENCE = [n for n in ALL if MODELS.get(n).reference]
+# Reference models run by default; the rest of the zoo under -m slow (onnx2tf/Core ML are slow here).
+REFERENCE_FIRST = [pytest.param(n, marks=() if n in REFERENCE else pytest.mark.slow) for n in ALL]
 PARITY = {"onnx": 1e-4, "tflite_fp32": 1e-3, "tflite_fp16": None}
 
 
@@ -99,18 +101,13 @@ def _tflite_case(name, tmp_path):
             assert np.mean((got > 0) == (ref > 0)) > 0.98
 
 
-@pytest.mark.parametrize("name", REFERENCE)
-def test_tflite_reference(name, tmp_path):
+@pytest.mark.parametrize("name", REFERENCE_FIRST)
+def test_tflite(name, tmp_path):
     _tflite_case(name, tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in ALL if n not in REFERENCE])
-def test_tflite_rest(name, tmp_path):
-    _tflite_case(name, tmp_path)
-
-
-def _coreml_case(name, tmp_path):
+@pytest.mark.parametrize("name", REFERENCE_FIRST)
+def test_coreml(name, tmp_path):
     from converters.torch2coreml import convert, inspect
 
     entry, model, manifest, x, ref = subject(name, tmp_path)
@@ -129,17 +126,5 @@ def _coreml_case(name, tmp_path):
         assert info["classifier_labels"] == manifest.classes
 
 
-@pytest.mark.parametrize("name", REFERENCE)
-def test_coreml_reference(name, tmp_path):
-    _coreml_case(name, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in ALL if n not in REFERENCE])
-def test_coreml_rest(name, tmp_path):
-    _coreml_case(name, tmp_path)
-
-
-def test_every_model_is_in_the_matrix():
-    assert set(ALL) == set(REFERENCE) | {n for n in ALL if n not in REFERENCE}
-    assert len(REFERENCE) == 4
+def test_reference_models_are_the_recipes_models():
+    assert sorted(REFERENCE) == ["efficientnet_lite0", "mobilenetv3_large", "segnet", "unet_lite0"]

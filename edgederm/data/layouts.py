@@ -159,3 +159,17 @@ def load_dataset(path, layout: str | None = None, seed: int = 0) -> LesionDatase
     if not root.is_dir():
         raise EdgeDermError(f"data folder {root} does not exist: pass --data or set EDGEDERM_DATA")
     return LAYOUTS.get(layout or detect_layout(root))(root, seed=seed)
+
+
+def find_dataset(name: str | None, data_root=None, what: str = "dataset") -> Path:
+    """The folder for a dataset ``name`` (below ``data_root``, or a path), with a one-line error if absent."""
+    candidates = []
+    if name and data_root is not None:
+        candidates.append(Path(data_root) / name)
+    if name:
+        candidates.append(Path(name).expanduser())
+    root = next((c for c in candidates if c.is_dir()), None)
+    if root is None:
+        raise EdgeDermError(f"{what} {name!r} not found: pass --data DIR (holding {name}/) or a dataset path, "
+                            "or set EDGEDERM_DATA")
+    return root
