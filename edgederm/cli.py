@@ -303,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--arch", help="load the weights into this architecture instead of the card's (e.g. segnet_mobile)")
     sp.set_defaults(func=cmd_eval)
+
+    import importlib
+
+    from edgederm.commands import MODULES
+
+    for module in MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -41,3 +41,24 @@ def synthetic_root(tmp_path_factory) -> Path:
     from edgederm.data.synthetic import ensure_synthetic
 
     return ensure_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(synthetic_root, tmp_path_factory):
+    """A MobileNetV3-Small checkpoint at 48x64, trained 3 epochs on the synthetic derm7 set."""
+    from edgederm.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("ck") / "cls"
+    return train(TrainConfig("mobilenetv3_small", "derm7", epochs=3, batch_size=16, lr=3e-3, warmup_steps=3,
+                             input_size=(48, 64)), synthetic_root, out, n_boot=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(synthetic_root, tmp_path_factory):
+    """A SegNet checkpoint at 64x96, trained 3 epochs on the synthetic lesionseg set."""
+    from edgederm.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("ck") / "seg"
+    return train(TrainConfig("segnet", "lesionseg", epochs=3, batch_size=8, lr=3e-3, warmup_steps=3,
+                             input_size=(64, 96), label_smoothing=0.0, class_weighting="none"),
+                 synthetic_root, out, n_boot=0)

@@ -12,22 +12,6 @@ import torch
 from edgederm.errors import EdgeDermError
 from edgederm.export import export
 from edgederm.manifest import Manifest
-from edgederm.train import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(synthetic_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ck") / "cls"
-    return train(TrainConfig("mobilenetv3_small", "derm7", epochs=3, batch_size=16, lr=3e-3, warmup_steps=3,
-                             input_size=(48, 64)), synthetic_root, out, n_boot=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_segmenter(synthetic_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ck") / "seg"
-    return train(TrainConfig("segnet", "lesionseg", epochs=3, batch_size=8, lr=3e-3, warmup_steps=3,
-                             input_size=(64, 96), label_smoothing=0.0, class_weighting="none"),
-                 synthetic_root, out, n_boot=0)
 
 
 def test_onnx_and_coreml_classifier(tiny_classifier, synthetic_root, tmp_path):
