@@ -117,3 +117,63 @@ def _jsonable(o):
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+# --- helpers for device_bench and ``edgederm results merge`` --------------------------------
+MODEL_IDENTITY = ("name", "task", "classes", "checkpoint_sha256")
+DATA_IDENTITY = ("dataset", "split", "images", "ids_sha256")
+
+
+def ids_sha256(ids) -> str:
+    """Fingerprint of the evaluated image ids, in order (``data.ids_sha256``): equal iff the same images."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
+
+
+def merge(items: list[tuple[str, "Results"]]) -> "Results":
+    """Fold results of several machines into one; ``items`` are (origin, results).
+
+    Model and data must agree on every identity field both files give (else ``ResultsError``
+    naming the two files and the field). Environments are keyed by device; the same key with
+    different facts is renamed ``key#2`` and its rows follow.
+    """
+    if not items:
+        raise ResultsError("nothing to merge: pass two or more results files")
+    first_origin, first = items[0]
+    merged = Results(model=dict(first.model), data=dict(first.data), source="merge")
+    for origin, res in items:
+        for block, keys in (("model", MODEL_IDENTITY), ("data", DATA_IDENTITY)):
+            mine, theirs = getattr(merged, block), getattr(res, block)
+            for k in keys:
+                if k in mine and k in theirs and mine[k] != theirs[k]:
+                    raise ResultsError(f"{origin} measured a different {block} than {first_origin}: {block}.{k} is "
+                                       f"{_short(theirs[k])} there and {_short(mine[k])} here; merge only results of "
+                                       "the same model on the same images (same bundle)")
+                if k not in mine and k in theirs:
+                    mine[k] = theirs[k]
+        rename = {}
+        for key, facts in res.environments.items():
+            new = key
+            i = 1
+            while new in merged.environments and merged.environments[new] != facts:
+                i += 1
+                new = f"{key}#{i}"
+            merged.environments[new] = facts
+            rename[key] = new
+        only = next(iter(res.environments)) if len(res.environments) == 1 else None
+        for row in res.rows:
+            row = dict(row)
+            device = row.get("device") or only
+            if device is None:
+                raise ResultsError(f"{origin}: a row of {row.get('artifact')} names no device and the file has "
+                                   f"{len(res.environments)} environments; cannot tell where it ran")
+            row["device"] = rename.get(device, device)
+            row.setdefault("origin", origin)
+            merged.add(row)
+    return merged
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."

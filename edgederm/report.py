@@ -30,3 +30,199 @@ def export_rows(outcome) -> list[dict]:
                      "precision": fail["precision"], "size MB": "-", "status": STATUS["export_failed"],
                      "note": fail["error"][:70]})
     return rows
+
+
+# --- the bench report (edgederm report) ----------------------------------------------------
+HEADLINE = {"classification": ("balanced_accuracy", "balanced accuracy"), "segmentation": ("dice", "Dice")}
+
+
+def measured(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["status"] == "ok" and r.get("latency") and r.get("metrics")]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated by another (lower latency and higher-or-equal metric, or vice versa)."""
+    front = []
+    for i, (ms, m) in enumerate(points):
+        dominated = any((ms2 <= ms and m2 >= m) and (ms2 < ms or m2 > m) for j, (ms2, m2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def label(r: dict, with_device: bool) -> str:
+    device = r.get("device", "")
+    return r["artifact"] + (f" · {device.split(' x')[0][:18]}" if with_device and device else "")
+
+
+def plot_pareto(results, path) -> list[str]:
+    """Accuracy vs latency (log x), one panel per thread count, one point per measured row with its
+    95 % CI and the Pareto front; returns the labels drawn (the report test checks every row is there)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, name = HEADLINE[results.model.get("task", "classification")]
+    rows = measured(results.rows)
+    threads = sorted({r.get("threads") for r in rows}) or [None]
+    with_device = len({r.get("device") for r in rows}) > 1
+    fig, axes = plt.subplots(1, len(threads), figsize=(7.5 * len(threads), 5.5), dpi=110, squeeze=False)
+    markers = {"original": "s", "artifact": "o", "peer": "^"}
+    labels = []
+    for ax, t in zip(axes[0], threads):
+        panel = [r for r in rows if r.get("threads") == t]
+        points = [(r["latency"]["median_ms"], r["metrics"][key]["value"]) for r in panel]
+        front = set(pareto_front(points))
+        order = sorted(range(len(panel)), key=lambda i: points[i])
+        for rank, i in enumerate(order):
+            r, m = panel[i], panel[i]["metrics"][key]
+            yerr = [[m["value"] - m["low"]], [m["high"] - m["value"]]] if m.get("low") is not None else None
+            ax.errorbar(*points[i], yerr=yerr, fmt=markers.get(r.get("role"), "o"), capsize=3, alpha=0.85,
+                        color="tab:red" if i in front else "tab:blue")
+            text = label(r, with_device)
+            # Staggered offsets: artifacts of one model often share a metric value and crowd one line.
+            ax.annotate(text, points[i], textcoords="offset points", xytext=(4, 6 + 9 * (rank % 4)), fontsize=7,
+                        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
+            labels.append(text)
+        if front:
+            f = sorted(points[i] for i in front)
+            ax.plot([p[0] for p in f], [p[1] for p in f], "--", color="tab:red", lw=1, label="Pareto front")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("median latency per image, ms (batch 1, log scale)")
+        ax.set_ylabel(f"{name} (95% bootstrap CI)")
+        ax.set_title(f"{t} thread(s)  (■ original  ● artifact  ▲ peer path)", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"{results.model.get('name')}: {name} vs latency")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return labels
+
+
+def plot_size(results, path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, name = HEADLINE[results.model.get("task", "classification")]
+    seen, labels = set(), []
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
+    for r in measured(results.rows):
+        if not r.get("size_bytes") or r["artifact"] in seen:
+            continue
+        seen.add(r["artifact"])
+        m = r["metrics"][key]
+        ax.scatter(r["size_bytes"] / 1e6, m["value"], color="tab:green")
+        ax.annotate(r["artifact"], (r["size_bytes"] / 1e6, m["value"]), textcoords="offset points", xytext=(5, 3), fontsize=7)
+        labels.append(r["artifact"])
+    ax.set_xlabel("file size, MB")
+    ax.set_ylabel(name)
+    ax.set_title(f"{results.model.get('name')}: {name} vs size")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return labels
+
+
+def device_columns(results) -> tuple[list[str], list[dict]]:
+    """One row per (artifact, threads), one latency column per device: how ``results merge`` shows devices."""
+    devices = list(dict.fromkeys(r.get("device", "?") for r in results.rows))
+    short = {d: d.split(" x")[0][:28] for d in devices}
+    table: dict[tuple, dict] = {}
+    key, _ = HEADLINE[results.model.get("task", "classification")]
+    for r in results.rows:
+        k = (r["artifact"], r.get("threads"))
+        row = table.setdefault(k, {"artifact": r["artifact"], "precision": r["precision"], "threads": r.get("threads", "-")})
+        if r["status"] == "ok" and r.get("latency"):
+            row[f"ms · {short[r.get('device', '?')]}"] = f"{r['latency']['median_ms']:.2f}"
+            if r.get("metrics"):
+                row.setdefault(key, f"{r['metrics'][key]['value']:.4f}")
+        else:
+            row.setdefault(f"ms · {short[r.get('device', '?')]}", r["status"])
+    return devices, list(table.values())
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_no rows_\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def render(results, out_dir) -> dict:
+    """Write report.md, report.html (self-contained: plots inlined) and the two PNGs; returns their paths."""
+    import base64
+    import html
+    import json
+    import os
+    from pathlib import Path
+
+    from edgederm.bench import table_rows
+    from edgederm.paths import atomic_path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pareto, size = out_dir / "pareto.png", out_dir / "size.png"
+    plotted = plot_pareto(results, pareto)
+    plot_size(results, size)
+    title = f"EdgeDerm benchmark: {results.model.get('name')} ({results.model.get('task')})"
+    intro = (f"{results.data.get('images')} {results.data.get('split', 'test')} images of "
+             f"{results.data.get('dataset')} ({results.data.get('selection', '')}); batch 1; "
+             "Δ = artifact − original on the same images, paired bootstrap 95% CI, in points.")
+    threads = sorted({r.get("threads") for r in results.rows if r.get("threads")})
+    md = [f"# {title}\n", intro + "\n", LEGEND_BENCH + "\n"]
+    html_parts = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p><p>{html.escape(LEGEND_BENCH)}</p>",
+                  f'<img alt="accuracy vs latency" src="data:image/png;base64,{base64.b64encode(pareto.read_bytes()).decode()}">',
+                  f'<img alt="accuracy vs size" src="data:image/png;base64,{base64.b64encode(size.read_bytes()).decode()}">']
+    for t in threads:
+        rows = table_rows(results, t)
+        md += [f"\n## {t} thread(s)\n", markdown_table(rows)]
+        html_parts.append(f"<h2>{t} thread(s)</h2>" + html_table(rows))
+    devices, per_device = device_columns(results)
+    if len(devices) > 1:
+        md += ["\n## Devices (median ms per image)\n", markdown_table(per_device)]
+        html_parts.append("<h2>Devices (median ms per image)</h2>" + html_table(per_device))
+    md += ["\n![accuracy vs latency](pareto.png)\n", "![accuracy vs size](size.png)\n", "\n## Environment\n"]
+    env_rows = [{"device": k, **{f: (json.dumps(v) if isinstance(v, dict) else v) for f, v in e.items()
+                                 if f in ("cpu", "cpu_count", "os", "python", "gpu", "peak_gmacs", "versions", "model")}}
+                for k, e in results.environments.items()]
+    md.append(markdown_table(env_rows))
+    html_parts.append("<h2>Environment</h2>" + html_table(env_rows))
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+            "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+            "font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
+            "th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}</style></head><body>"
+            + "".join(html_parts) + "</body></html>\n")
+    written = {}
+    for name, text in (("report.md", "\n".join(md)), ("report.html", page)):
+        target = out_dir / name
+        tmp = atomic_path(target)
+        tmp.write_text(text)
+        os.replace(tmp, target)
+        written[name] = target
+    written.update({"pareto.png": pareto, "size.png": size, "plotted": plotted})
+    return written
+
+
+def html_table(rows: list[dict]) -> str:
+    import html
+
+    if not rows:
+        return "<p><em>no rows</em></p>"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+LEGEND_BENCH = "✅ verified  ❎ exported, verification failed  ➖ not runnable on this machine  ❌ failed"
