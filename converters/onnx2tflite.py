@@ -5,6 +5,12 @@ torch share badly), and its working directory holds our own calibration sample s
 never reaches for the internet (it downloads
 ``calibration_image_sample_data_20x128x128x3_float32.npy`` on every image model otherwise).
 Outputs keep the ONNX order and meaning; image-shaped outputs become NHWC.
+
+With ``calibration`` (normalised float32 NHWC inputs, e.g. ``quantization.calibration``'s), the
+same run also writes onnx2tf's integer variants (``-oiqt -qt per-channel -cind``): dynamic-range
+int8 weights, full int8 with float or integer I/O, and int16 activations. The calibration data
+is passed already normalised (mean 0, std 1 given to onnx2tf), so the model's own
+preprocessing is the only normalisation; onnx2tf's MS-COCO sample is never used.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest, TensorSpec
 
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-SUFFIX = {"fp32": "_float32.tflite", "fp16": "_float16.tflite"}
+SUFFIX = {"fp32": "_float32.tflite", "fp16": "_float16.tflite",
+          "dynamic": "_dynamic_range_quant.tflite",  # int8 weights, float activations
+          "int8": "_full_integer_quant.tflite",  # full int8, integer I/O
+          "int8_floatio": "_integer_quant.tflite",  # full int8, float I/O
+          "int16x8": "_integer_quant_with_int16_act.tflite"}  # int16 activations, int8 weights, float I/O
+CALIBRATED = ("int8", "int8_floatio", "int16x8")
+EXPORT_PRECISIONS = ("fp32", "fp16")
 
 _CHILD = r"""
 import json, sys
@@ -51,7 +63,11 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
     """Run onnx2tf on ``onnx_path`` inside ``workdir``; returns its output folder."""
     np.save(workdir / ONNX2TF_SAMPLE, sample)
     out = workdir / "onnx2tf_out"
-    args = {"input_onnx_file_path": str(onnx_path), "output_folder_path": str(out),
+    # onnx2tf rewrites its input in place (onnxsim, three passes): give it a copy, or the exported
+    # model.onnx would no longer match the sha256 the manifest recorded.
+    private = workdir / Path(onnx_path).name  # same stem: output names derive from it
+    shutil.copyfile(onnx_path, private)
+    args = {"input_onnx_file_path": str(private), "output_folder_path": str(out),
             "copy_onnx_input_output_names_to_tflite": True, "non_verbose": True, **(extra or {})}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=workdir, env=env,
@@ -61,33 +77,85 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
         # TF's C++ log lines (W0000/I0000/WARNING: All log messages...) bury the real error.
         errors = [ln for ln in lines if "Error" in ln or "error:" in ln or "not supported" in ln]
         raise unsupported_op_error(RuntimeError("\n".join(errors[-3:] or lines[-3:])), "TFLite", onnx_path.stem)
+    (out / "log.txt").write_text(proc.stdout + "\n" + proc.stderr)  # onnx2tf reports quantization failures only here
     return out
+
+
+def quantization_args(workdir: Path, onnx_path: Path, calibration: np.ndarray | None,
+                      quant_type: str = "per-channel", io_dtype: str = "int8") -> dict:
+    """onnx2tf arguments for the integer variants; ``calibration`` is normalised float32 NHWC."""
+    if calibration is None:
+        return {"output_dynamic_range_quantized_tflite": True}
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    h, w = (int(d.dim_value) for d in model.graph.input[0].type.tensor_type.shape.dim[2:4])
+    if calibration.ndim != 4 or calibration.shape[1:] != (h, w, 3) or calibration.dtype != np.float32:
+        raise EdgeDermError(f"calibration for onnx2tf must be float32 NHWC [N, {h}, {w}, 3], got "
+                            f"{calibration.dtype} {list(calibration.shape)}")
+    path = workdir / "calibration_nhwc.npy"
+    np.save(path, calibration)
+    zero, one = [[[[0.0, 0.0, 0.0]]]], [[[[1.0, 1.0, 1.0]]]]  # already normalised by the model's preprocessing
+    return {"output_integer_quantized_tflite": True, "quant_type": quant_type,
+            "input_quant_dtype": io_dtype, "output_quant_dtype": io_dtype,
+            "custom_input_op_name_np_data_path": [[model.graph.input[0].name, str(path), zero, one]]}
+
+
+def produce(onnx_path: Path, workdir: Path, precisions, calibration: np.ndarray | None = None,
+            calibration_images: np.ndarray | None = None, quant_type: str = "per-channel",
+            io_dtype: str = "int8") -> dict[str, Path]:
+    """One onnx2tf run in ``workdir`` making every precision asked for; {precision: file}.
+
+    Integer variants need ``calibration`` (normalised float32 NHWC) except ``dynamic``.
+    """
+    bad = [p for p in precisions if p not in SUFFIX]
+    if bad:
+        raise EdgeDermError(f"onnx2tflite makes {', '.join(SUFFIX)}, not {', '.join(bad)}")
+    if calibration is None and any(p in CALIBRATED for p in precisions):
+        raise EdgeDermError(f"{', '.join(p for p in precisions if p in CALIBRATED)} TFLite needs calibration images")
+    extra = {}
+    if any(p not in EXPORT_PRECISIONS for p in precisions):
+        extra = quantization_args(workdir, onnx_path, calibration, quant_type, io_dtype)
+    out = run_onnx2tf(Path(onnx_path).resolve(), workdir, calibration_sample(calibration_images), extra)
+    produced = {}
+    for precision in precisions:
+        # exact names: "*_integer_quant.tflite" would also match "*_full_integer_quant.tflite"
+        found = [p for p in [out / f"{Path(onnx_path).stem}{SUFFIX[precision]}"] if p.exists()]
+        if not found:
+            log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
+            why = [ln.strip() for ln in log.splitlines() if "failed" in ln.lower() or "Error" in ln][-2:]
+            raise EdgeDermError(f"onnx2tf wrote no {SUFFIX[precision]} file for {Path(onnx_path).name}"
+                                + (f": {' / '.join(why)}" if why else ""))
+        produced[precision] = found[0]
+    return produced
 
 
 def convert(onnx_path: Path, manifest: Manifest, out_dir: Path, precisions=("fp32", "fp16"),
             calibration_images: np.ndarray | None = None, stem: str = "model") -> list[Artifact]:
     """TFLite artifacts for ``precisions``, written as ``out_dir/<stem>_<precision>.tflite``."""
-    bad = [p for p in precisions if p not in SUFFIX]
+    bad = [p for p in precisions if p not in EXPORT_PRECISIONS]
     if bad:
-        raise EdgeDermError(f"onnx2tflite makes {', '.join(SUFFIX)}; {', '.join(bad)} comes from edgederm quantize")
+        raise EdgeDermError(f"onnx2tflite makes {', '.join(EXPORT_PRECISIONS)}; {', '.join(bad)} comes from "
+                            "edgederm quantize")
     onnx_path = Path(onnx_path).resolve()
-    h, w = manifest.preprocessing.input_size
     artifacts = []
     with tempfile.TemporaryDirectory(prefix="edgederm-onnx2tf-") as work:
-        work = Path(work)
-        produced = run_onnx2tf(onnx_path, work, calibration_sample(calibration_images))
+        produced = produce(onnx_path, Path(work), precisions, calibration_images=calibration_images)
         for precision in precisions:
-            found = sorted(produced.glob(f"*{SUFFIX[precision]}"))
-            if not found:
-                raise EdgeDermError(f"onnx2tf wrote no {SUFFIX[precision]} file for {onnx_path.name}")
             target = Path(out_dir) / f"{stem}_{precision}.tflite"
-            with atomic_output(target) as tmp:
-                shutil.copyfile(found[0], tmp)
-            artifacts.append(_describe(target, manifest, precision, h, w))
+            artifacts.append(install(produced[precision], target, manifest, precision))
     return artifacts
 
 
-def _describe(path: Path, manifest: Manifest, precision: str, h: int, w: int) -> Artifact:
+def install(produced: Path, target: Path, manifest: Manifest, precision: str, name: str | None = None) -> Artifact:
+    """Copy an onnx2tf output onto ``target`` (atomically) and describe it from the file itself."""
+    with atomic_output(target) as tmp:
+        shutil.copyfile(produced, tmp)
+    h, w = manifest.preprocessing.input_size
+    return _describe(target, manifest, precision, h, w, name)
+
+
+def _describe(path: Path, manifest: Manifest, precision: str, h: int, w: int, name: str | None = None) -> Artifact:
     """Read the real I/O tensors back from the file (names, shapes, dtypes) rather than assume them."""
     from device_bench.runners import open_runner
 
@@ -99,7 +167,7 @@ def _describe(path: Path, manifest: Manifest, precision: str, h: int, w: int) ->
                        "NC" if len(d["shape"]) == 2 else "NHWC", _quant(d)) for d in interp.get_output_details()]
     if ins[0].shape != [1, h, w, 3]:
         raise EdgeDermError(f"{path.name}: input shape {ins[0].shape}, expected NHWC [1, {h}, {w}, 3]")
-    return Artifact(name=f"tflite_{precision}", path=str(path), format="tflite", precision=precision,
+    return Artifact(name=name or f"tflite_{precision}", path=str(path), format="tflite", precision=precision,
                     inputs=ins, outputs=outs, converter="onnx2tflite (onnx2tf)",
                     tool_versions=versions("onnx2tf", "tensorflow", "ai-edge-litert"))
 

@@ -319,7 +319,7 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     """Measure every artifact in ``folder`` and the original; returns ``device_bench.results.Results``."""
     import tempfile
 
-    from device_bench.results import Results
+    from device_bench.results import Results, ids_sha256
     from edgederm.environment import environment_facts
     from edgederm.models import model_stats
     from edgederm.verify import verification_arrays
@@ -330,7 +330,7 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     folder = folder if folder.is_dir() else folder.parent
     model, source = load_original(manifest, checkpoint, meta, weights)
     started = time.perf_counter()
-    images, targets = verification_arrays(manifest, data_root, config.images or 10**9)
+    images, targets, ids = verification_arrays(manifest, data_root, config.images or 10**9, with_ids=True)
     n = len(images)
     log(f"bench: {manifest.model['name']} on {n} test images of {manifest.model.get('dataset')}")
     stats = {}
@@ -341,10 +341,12 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     if Path(source).exists():
         stats["checkpoint_bytes"] = Path(source).stat().st_size
     env_key, env = environment_facts()
+    model_facts = ("name", "architecture", "task", "classes", "dataset", "checkpoint_sha256")
     results = Results(environments={env_key: env}, source="edgederm bench",
-                      model={k: manifest.model.get(k) for k in ("name", "architecture", "task", "classes", "dataset")},
+                      model={k: manifest.model.get(k) for k in model_facts},
                       data={"split": "test", "images": n, "selection": "whole split" if not config.images else
-                            f"class-stratified sample of {config.images}, seed 0", "dataset": manifest.model.get("dataset")})
+                            f"class-stratified sample of {config.images}, seed 0", "dataset": manifest.model.get("dataset"),
+                            "ids_sha256": ids_sha256(ids)})
     if config.peak:
         from edgederm.peak import peak_mac_rate
 
@@ -356,7 +358,11 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     cands = []
     if config.gpu != "only":
         cands.append(torch_candidate(model, manifest, stats))
-    cands += gpu_candidates(model, manifest, stats, folder, config)
+    gpu = gpu_candidates(model, manifest, stats, folder, config)
+    if config.gpu == "only" and not gpu:
+        raise EdgeDermError("--gpu only: no CUDA device (torch) and no CUDA/TensorRT provider (onnxruntime) here; "
+                            "run it on the GPU machine or use --gpu auto")
+    cands += gpu
     if config.gpu != "only":
         for a in manifest.artifacts:
             if not config.only or a.name in config.only:

@@ -1,38 +1,20 @@
-"""Facts about the machine a figure was measured on, recorded with every results row."""
+"""Facts about the machine a figure was measured on: the device's own record plus torch and GPU."""
 
 from __future__ import annotations
 
-import os
-import platform
-import socket
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def environment_facts() -> tuple[str, dict]:
-    """(device key, facts): CPU, cores, OS, Python and library versions, GPU if any."""
-    import numpy as np
+    """(device key, facts) in the form ``device_bench`` writes on devices, so merged reports line up."""
+    from importlib import metadata
 
-    facts = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "os": f"{platform.system()} {platform.release()}",
-             "machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
-             "hostname": socket.gethostname()}
-    versions = {}
-    for module in ("torch", "onnxruntime", "ai_edge_litert", "tensorflow", "coremltools"):
+    from device_bench.environment import collect, device_key
+
+    facts = collect()
+    for package in ("torch", "tensorflow", "onnx2tf", "nncf"):
         try:
-            from importlib.metadata import version
-
-            versions[module] = version(module.replace("_", "-"))
-        except Exception:  # not installed here
+            facts.setdefault("runtimes", {})[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
             continue
-    facts["versions"] = versions
     try:
         import torch
 
@@ -41,5 +23,4 @@ def environment_facts() -> tuple[str, dict]:
             facts["cuda"] = torch.version.cuda
     except ImportError:
         pass
-    key = f"{facts['cpu']} x{facts['cpu_count']}" + (f" + {facts['gpu']}" if "gpu" in facts else "")
-    return key, facts
+    return device_key(facts), facts

@@ -52,7 +52,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def label(r: dict, with_device: bool) -> str:
     device = r.get("device", "")
-    return r["artifact"] + (f" · {device.split(' x')[0][:18]}" if with_device and device else "")
+    return r["artifact"] + (f" · {device[:24]}" if with_device and device else "")
 
 
 def plot_pareto(results, path) -> list[str]:
@@ -135,7 +135,7 @@ def plot_size(results, path) -> list[str]:
 def device_columns(results) -> tuple[list[str], list[dict]]:
     """One row per (artifact, threads), one latency column per device: how ``results merge`` shows devices."""
     devices = list(dict.fromkeys(r.get("device", "?") for r in results.rows))
-    short = {d: d.split(" x")[0][:28] for d in devices}
+    short = {d: d[:32] for d in devices}
     table: dict[tuple, dict] = {}
     key, _ = HEADLINE[results.model.get("task", "classification")]
     for r in results.rows:
@@ -194,7 +194,7 @@ def render(results, out_dir) -> dict:
         html_parts.append("<h2>Devices (median ms per image)</h2>" + html_table(per_device))
     md += ["\n![accuracy vs latency](pareto.png)\n", "![accuracy vs size](size.png)\n", "\n## Environment\n"]
     env_rows = [{"device": k, **{f: (json.dumps(v) if isinstance(v, dict) else v) for f, v in e.items()
-                                 if f in ("cpu", "cpu_count", "os", "python", "gpu", "peak_gmacs", "versions", "model")}}
+                                 if f in ("cpu_model", "cpu_count", "memory_mb", "os", "python", "gpu", "peak_gmacs", "runtimes", "board_model", "cpu_clocks")}}
                 for k, e in results.environments.items()]
     md.append(markdown_table(env_rows))
     html_parts.append("<h2>Environment</h2>" + html_table(env_rows))

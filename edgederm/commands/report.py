@@ -22,9 +22,12 @@ def run(args) -> int:
     except ResultsError as e:
         raise EdgeDermError(str(e)) from None
     if len(loaded) > 1:
-        from edgederm.commands.results import merge  # the same fold as `edgederm results merge`
+        from device_bench.results import merge  # the same fold as `edgederm results merge`
 
-        results = merge(loaded)
+        try:
+            results = merge(list(zip(args.results, loaded)))
+        except ResultsError as e:
+            raise EdgeDermError(str(e)) from None
     else:
         results = loaded[0]
     first = Path(args.results[0])

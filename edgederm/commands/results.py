@@ -1,0 +1,31 @@
+"""``edgederm results merge A.json B.json ... --out merged.json``: one file from several machines."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("results", help="work with results.json files (merge those of several machines)")
+    sp.add_argument("action", choices=["merge"])
+    sp.add_argument("files", nargs="+", help="results.json files (or folders holding one)")
+    sp.add_argument("--out", required=True, help="the merged results file")
+    sp.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from device_bench.results import Results, ResultsError, merge
+    from edgederm.errors import EdgeDermError
+    from edgederm.table import print_table
+
+    try:
+        merged = merge([(f, Results.load(f)) for f in args.files])
+    except ResultsError as e:
+        raise EdgeDermError(str(e)) from None
+    path = merged.save(args.out)
+    rows = {}
+    for r in merged.rows:
+        rows.setdefault(r["device"], {"device": r["device"], "rows": 0, "ok": 0})
+        rows[r["device"]]["rows"] += 1
+        rows[r["device"]]["ok"] += r["status"] == "ok"
+    print_table(list(rows.values()))
+    print(f"\nmerged {len(args.files)} files, {len(merged.rows)} rows, {len(merged.environments)} devices: {path}")
+    return 0
