@@ -12,4 +12,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch's wheel ships triton; with TensorFlow in the same process it segfaults (docs/toolchain.md).
 .venv/bin/pip uninstall -y -q triton 2>/dev/null || true
 .venv/bin/pip install -q --no-deps --no-build-isolation -e .
+# Optional: onnxruntime-web for `edgederm embed --platform web`, from npm once (EDGEDERM_NO_WEB=1 skips it).
+if [ -z "${EDGEDERM_NO_WEB:-}" ] && command -v npm >/dev/null; then
+  .venv/bin/python -m edgederm.embed.vendor || echo "onnxruntime-web not fetched: edgederm embed --platform web says how"
+fi
 echo "EdgeDerm installed in $(pwd)/.venv"
