@@ -1,0 +1,97 @@
+"""``edgederm diagnose EXPORT_FOLDER``: where int8 loses the signal, and which float fallbacks buy it back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("diagnose", help="per-layer int8 error (SQNR, cosine) and the float fallbacks that help most")
+    sp.add_argument("folder", help="export folder (or its manifest.json) holding the fp32 ONNX file")
+    sp.add_argument("--format", default="onnx", choices=["onnx"],
+                    help="which int8 route to diagnose (onnx; TFLite is not built yet)")
+    sp.add_argument("--top", type=int, default=10, help="layers shown in the table (worst first)")
+    sp.add_argument("--fallback", type=int, default=5,
+                    help="worst layers re-quantized with a float fallback to measure the gain (0: skip)")
+    sp.add_argument("--plot", metavar="PNG", help="write a bar chart of the worst layers' SQNR")
+    sp.add_argument("--json", metavar="FILE", help="write the whole diagnosis as JSON")
+    sp.add_argument("--calibration-images", type=int, default=64, help="train images that set the int8 ranges")
+    sp.add_argument("--stat-images", type=int, default=32, help="calibration images the per-layer statistics use")
+    sp.add_argument("--eval-images", type=int, default=128, help="verification (test) images for the fallback gains")
+    sp.add_argument("--calibrate", default="MinMax", choices=["MinMax", "Entropy", "Percentile"],
+                    help="ONNX Runtime range method")
+    sp.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    sp.add_argument("--threads", type=int, help="runtime threads")
+    sp.add_argument("--data", help="data root holding the model's dataset (default: $EDGEDERM_DATA, ../shared/data)")
+    sp.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgederm.errors import EdgeDermError
+    from edgederm.paths import atomic_path, find_data_root
+    from edgederm.table import print_table
+    from quantization.diagnose import DiagnoseConfig, diagnose_folder, plot
+    from quantization.onnx import OrtStaticConfig
+
+    for flag in ("top", "fallback", "calibration_images", "stat_images", "eval_images"):
+        if getattr(args, flag) < (0 if flag == "fallback" else 1):
+            raise EdgeDermError(f"--{flag.replace('_', '-')} {getattr(args, flag)} is too small: pass a positive count")
+    config = DiagnoseConfig(format=args.format, calibration_images=args.calibration_images,
+                            stat_images=args.stat_images, eval_images=args.eval_images, top=args.top,
+                            fallback=args.fallback, ort=OrtStaticConfig(per_channel=not args.per_tensor,
+                                                              calibrate_method=args.calibrate))
+    diag = diagnose_folder(args.folder, config, data_root=find_data_root(args.data), threads=args.threads)
+    print(f"{diag.model}: {diag.format} int8, per-layer error on {diag.stat_images} calibration images "
+          f"({len(diag.layers)} quantized tensors; worst own SQNR first)")
+    print_table(diag.layer_rows(args.top))
+    if diag.fallbacks:
+        print(f"\nfloat fallback of the worst layers, on {diag.eval_images} verification images:")
+        print_table(diag.fallback_rows())
+        helpful = diag.sensitive_nodes()
+        print("\nkeep in float: " + (", ".join(helpful) if helpful else "no single layer helps; try int16 activations, "
+                                     "QAT or fp16 (edgederm quantize --max-drop)"))
+    if args.plot:
+        print(f"plot: {plot(diag, args.plot, top=max(args.top, 10))}")
+    if args.json:
+        import os
+
+        target = Path(args.json)
+        tmp = atomic_path(target)
+        tmp.write_text(json.dumps(diag.to_dict(), indent=2) + "\n")
+        os.replace(tmp, target)
+        print(f"json: {target}")
+    return 0
+
+
+def run_control(args) -> int:
+    """``edgederm quantize FOLDER --max-drop POINTS`` (the flag lives on quantize; the ladder in quantization.control)."""
+    import sys
+
+    from edgederm.cli import _gates_from_args
+    from edgederm.paths import find_data_root
+    from edgederm.table import print_table
+    from quantization.calibration import CalibrationConfig
+    from quantization.control import BudgetNotMet, ControlConfig, control_folder
+
+    fmt = (args.format or "onnx").split(",")
+    if len(fmt) != 1:
+        from edgederm.errors import EdgeDermError
+
+        raise EdgeDermError("--max-drop escalates one format at a time: pass --format onnx or --format tflite")
+    config = ControlConfig(max_drop_pt=args.max_drop, format=fmt[0], val_images=args.val_images,
+                           qat_steps=args.qat_steps, n_verify=min(args.verify_images, 512))
+    calibration = CalibrationConfig(source=args.calibration, size=args.calibration_size, seed=args.calibration_seed)
+    try:
+        result = control_folder(args.folder, config, find_data_root(args.data), calibration, _gates_from_args(args))
+    except BudgetNotMet as e:
+        print_table(e.result.rows())
+        print(f"\nfp32 {e.result.metric_name} {e.result.baseline:.4f} on the validation split; nothing was added "
+              "to the manifest")
+        print(f"edgederm: error: {e}", file=sys.stderr)
+        return 1
+    print_table(result.rows())
+    print(f"\nfp32 {result.metric_name} {result.baseline:.4f} on the validation split; budget {args.max_drop:g} pt")
+    print(f"chosen: {result.chosen.artifact} ({result.why})")
+    print(f"manifest: {args.folder}")
+    return 0

@@ -1,0 +1,187 @@
+"""Quantization diagnosis, float fallback, the escalation policy and QAT."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgederm.errors import EdgeDermError
+from quantization.control import BudgetNotMet, Rung, Trial, escalate
+
+
+# --- tiny hand-made ONNX classifier ------------------------------------------------------------
+def _tiny_onnx(path, outlier: float = 1.0, seed: int = 0):
+    """input [1,3,8,8] -> conv1 (3->4, 1x1) -> conv2 (4->5, 1x1) -> GAP -> flatten -> logits [1,5].
+
+    ``outlier`` scales conv1's channel 0, which conv2 ignores (zero weights): it stretches the
+    int8 range of conv1's output so the channels that matter round away, without changing
+    the float model's logits.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.5, (4, 3, 1, 1)).astype(np.float32)
+    w1[0] *= outlier
+    w2 = rng.normal(0, 1.0, (5, 4, 1, 1)).astype(np.float32)
+    w2[:, 0] = 0.0
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(4, np.float32), "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(np.zeros(5, np.float32), "b2")]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["t1"], name="conv1"),
+             helper.make_node("Conv", ["t1", "w2", "b2"], ["t2"], name="conv2"),
+             helper.make_node("GlobalAveragePool", ["t2"], ["t3"], name="gap"),
+             helper.make_node("Flatten", ["t3"], ["logits"], name="flatten")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return w1, w2
+
+
+def _inputs(n: int, seed: int = 1) -> np.ndarray:
+    # Per-image offsets make the logits differ from image to image (GAP of 1x1 convs is linear in the mean).
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 1, (n, 3, 8, 8)) + rng.normal(0, 1.5, (n, 3, 1, 1))).astype(np.float32)
+
+
+def _uint8_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """onnxruntime's asymmetric QUInt8 parameters for a range (the range always includes 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0
+    return scale, int(round(-lo / scale))
+
+
+def test_table_is_sorted_and_sqnr_matches_a_hand_computation(tmp_path):
+    import onnx
+
+    from quantization.diagnose import layer_errors, ort_quantize
+    from quantization.onnx import OrtStaticConfig
+
+    w1, _ = _tiny_onnx(tmp_path / "f.onnx")
+    x = _inputs(16)
+    q = ort_quantize(tmp_path / "f.onnx", tmp_path / "q.onnx", x, OrtStaticConfig(preprocess=False))
+    layers = layer_errors(onnx.load(str(tmp_path / "f.onnx")), onnx.load(str(q)), x)
+
+    own = [e.own_sqnr_db for e in layers]
+    assert own == sorted(own), "worst (lowest own SQNR) first"
+    assert {e.tensor for e in layers} >= {"input", "t1", "t2"}
+
+    # conv1's output by hand: 1x1 conv = channel mixing; MinMax range over the calibration images;
+    # quantize with round-half-even and clip to 0..255; SQNR = 20 log10(||x|| / ||x - x̂||).
+    t1 = np.einsum("oc,nchw->nohw", w1[:, :, 0, 0], x)
+    scale, zp = _uint8_qparams(float(t1.min()), float(t1.max()))
+    t1_hat = (np.clip(np.round(t1 / scale) + zp, 0, 255) - zp) * scale
+    hand = 20 * math.log10(np.linalg.norm(t1) / np.linalg.norm(t1 - t1_hat))
+    row = next(e for e in layers if e.tensor == "t1")
+    assert row.layer == "conv1" and row.op_type == "Conv"
+    assert row.scale == pytest.approx(scale, rel=1e-5)
+    assert row.own_sqnr_db == pytest.approx(hand, abs=0.05)
+    assert row.own_cosine == pytest.approx(float(t1.ravel() @ t1_hat.ravel() / np.linalg.norm(t1) / np.linalg.norm(t1_hat)), abs=1e-6)
+    assert 25 < hand < 60  # a healthy 8-bit tensor: the check is not vacuous
+    assert row.fallback_nodes == ["conv1", "conv2"]  # the producer and the consumer that would re-quantize it
+
+
+def test_float_fallback_of_a_destroyed_layer_recovers_agreement(tmp_path):
+    from quantization.diagnose import DiagnoseConfig, diagnose_onnx
+    from quantization.onnx import OrtStaticConfig
+
+    _tiny_onnx(tmp_path / "f.onnx", outlier=3000.0)
+    calib, val = _inputs(32, seed=1), _inputs(64, seed=2)
+    from quantization.diagnose import run_onnx
+
+    targets = run_onnx(tmp_path / "f.onnx", val).argmax(1)  # the float model is right by construction
+    diag = diagnose_onnx(tmp_path / "f.onnx", calib, val, targets, "classification",
+                         DiagnoseConfig(fallback=3, stat_images=16, ort=OrtStaticConfig(preprocess=False)))
+    t1 = next(e for e in diag.layers if e.tensor == "t1")
+    assert t1.channel_sqnr_db == min(e.channel_sqnr_db for e in diag.layers)  # the outlier shows per channel
+    assert t1.channel_sqnr_db < 10
+    assert diag.int8_figures["top1_agreement"] < 0.7, "the outlier must actually break plain int8"
+    best = diag.fallbacks[0]
+    assert best.nodes == ["conv1", "conv2"]
+    assert best.agreement >= 0.95 and best.agreement_gain > 0.3
+    assert best.metric_gain > 0.2
+    assert diag.sensitive_nodes(1) == ["conv1", "conv2"]
+    rows = diag.fallback_rows()
+    assert rows[0]["kept in float"].startswith("(nothing") and rows[-1]["kept in float"].startswith("(everything")
+
+
+def test_plot_is_written_headless(tmp_path):
+    from quantization.diagnose import DiagnoseConfig, diagnose_onnx, plot
+    from quantization.onnx import OrtStaticConfig
+
+    _tiny_onnx(tmp_path / "f.onnx")
+    x = _inputs(8)
+    diag = diagnose_onnx(tmp_path / "f.onnx", x, x, np.zeros(8, np.int64), "classification",
+                         DiagnoseConfig(fallback=0, ort=OrtStaticConfig(preprocess=False)))
+    out = plot(diag, tmp_path / "p.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".p.png.tmp-*"))
+
+
+# --- the escalation policy with fake rungs --------------------------------------------------------
+def _rung(name, metric, log, made=None):
+    def make():
+        log.append(name)
+        if isinstance(metric, Exception):
+            raise metric
+        return Trial("", artifact=f"a_{name}", metric=metric, latency_ms=1.0, size_bytes=100, handle=name)
+    return Rung(name, make)
+
+
+def test_policy_stops_at_the_first_rung_within_budget():
+    log, discarded = [], []
+    rungs = [_rung("int8", 0.60, log), _rung("fallback", 0.645, log), _rung("int16", 0.65, log), _rung("fp16", 0.66, log)]
+    result = escalate(rungs, baseline=0.65, max_drop_pt=0.5, discard=lambda t: discarded.append(t.handle))
+    assert log == ["int8", "fallback"]  # cheapest first; nothing after the chosen rung is built
+    assert result.chosen.rung == "fallback" and result.chosen.drop_pt == pytest.approx(0.5)
+    assert [t.verdict for t in result.trials] == ["over budget", "chosen", "not tried", "not tried"]
+    assert discarded == ["int8"]
+    assert "int8: over budget" in result.why
+
+
+def test_policy_escalates_past_errors_skips_and_failed_gates():
+    log = []
+    rungs = [_rung("int8", 0.65, log), Rung("fallback", lambda: Trial("", verdict="skipped", detail="n/a")),
+             _rung("int16", EdgeDermError("int16 broke"), log), _rung("qat", 0.649, log), _rung("fp16", 0.65, log)]
+    result = escalate(rungs, 0.65, 0.5, accept=lambda t: (t.rung != "int8", "int8: top1_agreement 0.8 fails"))
+    assert [t.verdict for t in result.trials] == ["failed gate", "skipped", "error", "chosen", "not tried"]
+    assert result.trials[2].detail == "int16 broke"
+    assert result.chosen.rung == "qat"
+
+
+def test_unreachable_budget_raises_with_the_best_reached():
+    log, discarded = [], []
+    rungs = [_rung("int8", 0.50, log), _rung("int16", 0.62, log), _rung("fp16", 0.60, log)]
+    with pytest.raises(BudgetNotMet) as err:
+        escalate(rungs, 0.65, 0.5, metric_name="balanced_accuracy", discard=lambda t: discarded.append(t.handle))
+    assert log == ["int8", "int16", "fp16"]
+    assert discarded == ["int8", "int16", "fp16"]  # nothing is left behind
+    assert "best reached: int16" in str(err.value) and "+3.00 pt" in str(err.value)
+    assert err.value.result.chosen is None and len(err.value.result.rows()) == 3
+    with pytest.raises(EdgeDermError, match="--max-drop"):
+        escalate(rungs, 0.65, -1)
+
+
+# --- QAT on the tiny classifier ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_qat_runs_a_few_steps_and_exports_qdq_onnx(tiny_classifier, synthetic_root, tmp_path):
+    import onnx
+
+    from edgederm.checkpoint import load_checkpoint
+    from edgederm.export import manifest_for
+    from quantization.diagnose import run_onnx
+    from quantization.qat import QATConfig, qat
+
+    model, card = load_checkpoint(tiny_classifier)
+    manifest = manifest_for(card, tiny_classifier, "tiny")
+    result = qat(model, manifest, tmp_path / "qat.onnx",
+                 QATConfig(steps=2, batch_size=4, train_images=16, calibration_images=8), data_root=synthetic_root)
+    assert len(result.losses) == 2 and all(np.isfinite(result.losses))
+    ops = {n.op_type for n in onnx.load(str(result.onnx_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    h, w = card.preprocessing.input_size
+    y = run_onnx(result.onnx_path, np.random.default_rng(0).normal(0, 1, (2, 3, h, w)).astype(np.float32))
+    assert y.shape == (2, len(card.classes)) and np.isfinite(y).all()
