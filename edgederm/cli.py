@@ -132,7 +132,7 @@ def _gates_from_args(args):
             overrides[precision] = Gate(**{**base.__dict__, figure: float(value)})
         except (ValueError, TypeError):
             raise EdgeDermError(f"--gate {item!r} must be PRECISION:FIGURE:VALUE, e.g. fp16:min_top1_agreement:0.98 "
-                                "(figures: max_abs_prob, min_top1_agreement, min_mask_dice)") from None
+                                f"(figures: {', '.join(Gate.__dataclass_fields__)})") from None
     return overrides
 
 
@@ -157,7 +157,7 @@ def cmd_export(args) -> int:
     outcome = export(args.checkpoint, out, formats=args.to.split(","), verify=not args.no_verify,
                      data_root=_data_root(args), n_verify=args.verify_images, gates=_gates_from_args(args),
                      coreml_precisions=tuple(args.coreml_precision.split(",")), meta=args.meta, weights=args.weights,
-                     dynamic_batch=args.dynamic_batch)
+                     dynamic_batch=args.dynamic_batch, quantize=args.quantize)
     return _print_export(outcome)
 
 
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--meta", help="YAML/JSON with task, classes, preprocessing (foreign models; docs/byom.md)")
     sp.add_argument("--weights", help="weights for a module.path:factory source (.safetensors or tensors-only pickle)")
     sp.add_argument("--no-verify", action="store_true", help="skip the parity gates (recorded in the manifest)")
+    sp.add_argument("--quantize", metavar="SCHEMES",
+                    help="then quantize, e.g. int8 or int8,dynamic (edgederm quantize --list); calibrated on train images")
     sp.add_argument("--dynamic-batch", action="store_true", help="ONNX with a free batch dimension (only with --to onnx: onnx2tf and TensorRT INT8 want static shapes)")
     data_flag(sp)
     gate_flags(sp)

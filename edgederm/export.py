@@ -25,6 +25,7 @@ class ExportOutcome:
     failures: list[dict] = field(default_factory=list)  # {"format", "precision", "error"}
     verify: list = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    quantized: object = None  # quantization.QuantizeOutcome when export(..., quantize=...) ran
 
 
 def parse_formats(text: str | list[str]) -> list[str]:
@@ -60,7 +61,7 @@ def manifest_for(card, checkpoint: Path, name: str) -> Manifest:
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx", "tflite", "coreml"),
            coreml_precisions=("fp16",), tflite_precisions=("fp32", "fp16"), verify: bool = True, data_root=None,
            n_verify: int = 128, gates=None, name: str | None = None, model=None, card=None,
-           meta=None, weights=None, dynamic_batch: bool = False) -> ExportOutcome:
+           meta=None, weights=None, dynamic_batch: bool = False, quantize=None) -> ExportOutcome:
     from converters import handler
     from edgederm.checkpoint import load_checkpoint
 
@@ -132,6 +133,14 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx
             a.verify = {"status": "skipped", "reason": "--no-verify given"}
         manifest.add_step("verify", skipped=True, reason="--no-verify given")
     manifest.save(folder)
+    if quantize:  # schemes for `edgederm quantize`, over the formats just exported, verified the same way
+        from quantization import quantize as quantize_folder
+
+        q = quantize_folder(folder, quantize, formats, data_root=data_root, verify=verify, gates=gates, model=model)
+        outcome.quantized, outcome.manifest = q, q.manifest
+        outcome.verify += q.verify
+        outcome.failures += [{"format": f["scheme"].split(":")[1], "precision": f["scheme"].split(":")[0],
+                              "error": f["error"]} for f in q.failures]
     return outcome
 
 

@@ -5,4 +5,11 @@ and keeps heavy imports inside ``run``. To add a verb, write the module and list
 """
 
 MODULES: tuple[str, ...] = (
+    "edgederm.commands.bench",
+    "edgederm.commands.report",
+    "edgederm.commands.run",
+    "edgederm.commands.diagnose",
+    "edgederm.commands.bundle", "edgederm.commands.device", "edgederm.commands.results",
+    "edgederm.commands.embed",
+    "edgederm.commands.quantize",
 )

@@ -1,0 +1,94 @@
+"""``edgederm quantize FOLDER --scheme int8``: post-training quantization of an export folder, verified."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("quantize", help="int8 / fp16 / palettized artifacts from an export folder, verified")
+    sp.add_argument("folder", nargs="?", help="export folder (or its manifest.json)")
+    sp.add_argument("--scheme", default="int8",
+                    help="schemes, comma-separated: names (int8, int8_floatio, dynamic, int16x8, int8_nncf, fp16, w8, "
+                         "palette6, palette4, w8a8) or scheme:format keys; --list shows them (default int8)")
+    sp.add_argument("--format", help="formats, comma-separated: onnx, tflite, coreml (default: those in the folder)")
+    sp.add_argument("--calibration", metavar="DIR|NPY",
+                    help="calibration images: a folder of image files or a uint8 [N,H,W,3] .npy "
+                         "(default: the train split of the model's dataset)")
+    sp.add_argument("--calibration-size", type=int, metavar="N",
+                    help="calibration images (default 200 for classifiers, 100 for segmenters)")
+    sp.add_argument("--calibration-seed", type=int, default=0)
+    sp.add_argument("--list", dest="list_schemes", action="store_true", help="list the schemes and exit")
+    sp.add_argument("--no-verify", action="store_true", help="skip the parity and task-metric gates (recorded)")
+    sp.add_argument("--verify-images", type=int, default=512, help="real test images for the gates")
+    sp.add_argument("--gate", action="append", metavar="PRECISION:FIGURE:VALUE",
+                    help="override a gate, e.g. int8:max_balanced_accuracy_drop:0.01 (repeatable)")
+    sp.add_argument("--data", help="data root holding the model's dataset (default: $EDGEDERM_DATA, ../shared/data)")
+    sp.add_argument("--max-drop", type=float, metavar="POINTS",
+                    help="accuracy-aware: escalate int8 -> int8 + float fallback -> int16 -> QAT -> fp16 until the "
+                         "validation metric drops at most POINTS (quantization/control.py); ignores --scheme")
+    sp.add_argument("--val-images", type=int, default=512, help="with --max-drop: validation images measured")
+    sp.add_argument("--qat-steps", type=int, default=100, help="with --max-drop: QAT fine-tuning steps (0 skips QAT)")
+    sp.set_defaults(func=run)
+
+
+def list_rows() -> list[dict]:
+    from quantization import SCHEMES
+
+    return [{"key": key, "artifact": s.artifact, "calibrated": "yes" if s.calibrated else "-",
+             "description": s.description} for key, s in SCHEMES.items()]
+
+
+def print_outcome(outcome) -> int:
+    """The produced artifacts as a table; exit status 1 if a scheme failed or a gate failed."""
+    from edgederm.report import STATUS
+    from edgederm.table import print_table
+    from quantization import summary_rows
+
+    rows = summary_rows(outcome)
+    if rows:
+        print_table(rows)
+    c = outcome.calibration
+    if c:
+        print(f"\ncalibration: {c['count']} images, {c['method']}"
+              + (f", {c['split']} split of {c['dataset']}" if c.get("split") else f", from {c['source']}")
+              + f" (ids sha256 {c['ids_sha256'][:12]})")
+    for note in outcome.notes:
+        print(f"note: {note}")
+    print(f"manifest: {outcome.folder / 'manifest.json'}")
+    print(f"{STATUS['pass']} verified  {STATUS['fail']} gate failed  {STATUS['skipped']} not verifiable here  "
+          f"{STATUS['export_failed']} quantization failed")
+    bad = [r for r in outcome.verify if r.status == "fail"]
+    for f in outcome.failures:
+        print(f"edgederm: error: {f['scheme']} failed: {f['error']}", file=sys.stderr)
+    for r in bad:
+        print(f"edgederm: error: verification failed: {r.reason}", file=sys.stderr)
+    return 1 if (bad or outcome.failures) else 0
+
+
+def run(args) -> int:
+    from edgederm.cli import _gates_from_args
+    from edgederm.errors import EdgeDermError
+    from edgederm.paths import find_data_root
+    from edgederm.table import print_table
+
+    if args.list_schemes:
+        print_table(list_rows())
+        return 0
+    if not args.folder:
+        raise EdgeDermError("give the export folder: edgederm quantize FOLDER --scheme int8 (--list shows schemes)")
+    if args.verify_images < 1:
+        raise EdgeDermError(f"--verify-images {args.verify_images} must be at least 1")
+    from quantization import CalibrationConfig, quantize
+
+    if args.max_drop is not None:
+        from edgederm.commands.diagnose import run_control
+
+        return run_control(args)
+
+    outcome = quantize(args.folder, args.scheme, args.format,
+                       calibration=CalibrationConfig(source=args.calibration, size=args.calibration_size,
+                                                     seed=args.calibration_seed),
+                       data_root=find_data_root(args.data), verify=not args.no_verify, gates=_gates_from_args(args),
+                       n_verify=args.verify_images)
+    return print_outcome(outcome)
