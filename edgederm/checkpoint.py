@@ -33,6 +33,7 @@ class ModelCard:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    pruning: dict[str, Any] = field(default_factory=dict)  # pruned layers' shapes + recipe (edgederm.prune)
     weights_sha256: str = ""
     edgederm_version: str = ""
     card_version: int = CARD_VERSION
@@ -141,6 +142,10 @@ def load_checkpoint(path: str | os.PathLike, card: ModelCard | None = None):
     card = card or read_card(path)
     state = read_state_dict(path)
     model = create_model(card.architecture, num_classes=len(card.classes) if card.task == "classification" else 1)
+    if card.pruning.get("layers"):  # a pruned model: resize the zoo build's layers to the recorded shapes
+        from edgederm.prune import apply_pruned_shapes
+
+        apply_pruned_shapes(model, card.pruning["layers"])
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # same names, other shapes

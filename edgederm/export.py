@@ -158,6 +158,10 @@ def deployable(model, card):
     if not variant:
         return model, ""
     twin = create_model(variant, num_classes=len(card.classes) if card.task == "classification" else 1)
+    if (getattr(card, "pruning", None) or {}).get("layers"):  # a pruned original: the twin gets its channel counts
+        from edgederm.prune import apply_pruned_shapes
+
+        apply_pruned_shapes(twin, card.pruning["layers"])
     twin.load_state_dict(model.state_dict(), strict=True)
     return twin.eval(), f"converted from {variant} (same weights as {card.architecture}, convertible unpooling)"
 

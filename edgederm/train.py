@@ -80,8 +80,14 @@ def _cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n_boot: int = 1000) -> Path:
-    """Train, pick the epoch with the best validation score, evaluate on test, save; returns the weights path."""
+def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n_boot: int = 1000,
+          initial_model=None, card_fields: dict | None = None) -> Path:
+    """Train, pick the epoch with the best validation score, evaluate on test, save; returns the weights path.
+
+    ``initial_model`` starts from an in-memory model instead of a fresh zoo build (a pruned
+    model, whose shapes the zoo cannot rebuild); ``card_fields`` adds model card fields
+    (e.g. ``pruning``, which lets ``load_checkpoint`` rebuild those shapes).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -108,8 +114,9 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
 
     classify = entry.is_classifier
     n_classes = len(ds.classes) if classify else 1
-    model = create_model(config.model, num_classes=n_classes, pretrained=config.pretrained)
-    if classify and config.pretrained:
+    model = initial_model if initial_model is not None else create_model(config.model, num_classes=n_classes,
+                                                                          pretrained=config.pretrained)
+    if classify and config.pretrained and initial_model is None:
         # timm's Google-style head init gives logits of std ~8 on pretrained features; a small
         # head starts fine-tuning at loss ~ln(C) instead of wrecking the backbone in warm-up.
         head = model.get_classifier()
@@ -201,6 +208,7 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
         training={**asdict(config), "best_epoch": best[2], "minutes": round(train_minutes, 2),
                   "threads": torch.get_num_threads(), "history": history},
         metrics={"split": "test", "n_bootstrap": n_boot, **{k: v.to_dict() for k, v in test_metrics.items()}},
+        **(card_fields or {}),
     )
     path = save_checkpoint(model, card, out)
     log(f"saved {path} (best val epoch {best[2]}, {train_minutes:.1f} min)")
