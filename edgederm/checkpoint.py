@@ -8,7 +8,6 @@ and the weights' sha256. A pickle checkpoint (.pt/.pth) is read only with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -56,11 +55,9 @@ class ModelCard:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from device_bench.bundle import sha256_file as device_sha256  # one implementation, devices use it too
+
+    return device_sha256(path)
 
 
 def card_path(weights: Path) -> Path:

@@ -174,18 +174,9 @@ def verification_data(manifest: Manifest, data_root, n: int):
 
 def _finish(artifact: Artifact, folder: Path) -> None:
     """Make the artifact's path relative to the manifest folder and record size and sha256."""
-    from edgederm.checkpoint import sha256_file
+    from device_bench.bundle import sha256_path  # a folder (.mlpackage) hashes as devices re-check it
 
     path = Path(artifact.path)
     artifact.path = os.path.relpath(path, folder)
-    if path.is_dir():  # .mlpackage: hash every file in a stable order
-        import hashlib
-
-        h, size = hashlib.sha256(), 0
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode())
-            h.update(bytes.fromhex(sha256_file(f)))
-            size += f.stat().st_size
-        artifact.sha256, artifact.size_bytes = h.hexdigest(), size
-    else:
-        artifact.sha256, artifact.size_bytes = sha256_file(path), path.stat().st_size
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    artifact.sha256, artifact.size_bytes = sha256_path(path), size
