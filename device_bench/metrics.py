@@ -48,13 +48,14 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks."""
+    """1-based ranks; tied values share the mean of their ranks (vectorised: bootstrap resamples are full of ties)."""
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
-    boundaries = np.concatenate(([0], np.flatnonzero(np.diff(xs)) + 1, [len(xs)]))
+    starts = np.r_[True, xs[1:] != xs[:-1]]
+    first = np.flatnonzero(starts)
+    ends = np.r_[first[1:], len(xs)]
     ranks = np.empty(len(x), dtype=np.float64)
-    for a, b in zip(boundaries[:-1], boundaries[1:]):
-        ranks[order[a:b]] = (a + b + 1) / 2.0  # mean of ranks a+1 .. b
+    ranks[order] = ((first + ends + 1) / 2.0)[np.cumsum(starts) - 1]  # mean of ranks first+1 .. end
     return ranks
 
 

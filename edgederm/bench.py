@@ -65,8 +65,13 @@ class Candidate:
 
 # --- scoring -------------------------------------------------------------------------------
 def scorer(task: str, targets: np.ndarray, classes: list[str]):
-    """Per-task scoring: outputs -> per-image statistics -> metric functions on index sets."""
-    from edgederm import metrics as M
+    """Per-task scoring: outputs -> per-image statistics -> metric functions on index sets.
+
+    The numpy metrics of ``device_bench`` (equal to the scikit-learn ones, tested): devices score
+    with the same code, and a bootstrap of 1,000 resamples per metric per artifact needs their speed
+    (scikit-learn's input validation made one AUROC bootstrap take tens of seconds).
+    """
+    from device_bench import metrics as M
     from edgederm.tensors import softmax
 
     if task == "classification":

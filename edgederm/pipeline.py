@@ -11,7 +11,7 @@ A recipe names one or more models and the stages to take them through::
     prune: {sparsity: 0.3, finetune_epochs: 1}             # optional
     export: {formats: [onnx, tflite, coreml], verify_images: 128}
     quantize: {schemes: [int8], formats: [tflite, onnx]}   # optional
-    bench: {threads: [1, 2], images: null, runs: 50}
+    bench: {threads: [1, 2], images: null, runs: 50}   # or false: stop after quantize
     report: true
 
 Stages run in order per model: train -> prune -> export -> quantize -> bench -> report. Each
@@ -113,6 +113,8 @@ def load_recipe(source: str | os.PathLike) -> Recipe:
         raise EdgeDermError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TOP_KEYS))}")
     for section, allowed in SECTION_KEYS.items():
         value = d.get(section)
+        if value is False and section == "bench":  # export/quantize now, measure later on a quiet machine
+            continue
         if value is not None and not isinstance(value, dict):
             raise EdgeDermError(f"{where}: '{section}' must be a mapping (or left out)")
         bad = set(value or {}) - allowed
@@ -129,9 +131,10 @@ def load_recipe(source: str | os.PathLike) -> Recipe:
     if len(set(names)) != len(names):
         raise EdgeDermError(f"{where}: two models share a name ({names}); give one a 'name:'")
     name = str(d.get("name") or Path(text_source).stem)
-    sections = {k: dict(d[k]) for k in SECTION_KEYS if d.get(k) is not None}
+    sections = {k: dict(d[k]) for k in SECTION_KEYS if d.get(k) not in (None, False)}
     sections.setdefault("export", {})
-    sections.setdefault("bench", {})
+    if d.get("bench") is not False:
+        sections.setdefault("bench", {})
     return Recipe(name, models, Path(d.get("out") or Path("runs") / name).expanduser(), d.get("data"), sections,
                   bool(d.get("report", True)))
 
@@ -305,7 +308,11 @@ def run_job(job: Job) -> dict:
             return {"kind": "artifacts", "folder": str(export_dir), "names": list(outcome.produced)}
         fp = run_stage(cache, folder, "quantize", digest("quantize", q, fp, __version__), quantize_work, events)
 
-    b = s.get("bench", {})
+    summary = {"model": model_name(job.model), "folder": str(folder), "events": events,
+               "results": str(folder / "bench" / "results.json")}
+    if "bench" not in s:
+        return {**summary, "minutes": round((time.perf_counter() - started) / 60, 2)}
+    b = s["bench"]
     bench_dir = folder / "bench"
 
     def bench_work():
@@ -328,8 +335,7 @@ def run_job(job: Job) -> dict:
             render(Results.load(bench_dir / "results.json"), folder / "report")
             return {"kind": "file", "path": str(folder / "report" / "report.html")}
         run_stage(cache, folder, "report", digest("report", fp, __version__), report_work, events)
-    return {"model": model_name(job.model), "folder": str(folder), "events": events,
-            "results": str(bench_dir / "results.json"), "minutes": round((time.perf_counter() - started) / 60, 2)}
+    return {**summary, "minutes": round((time.perf_counter() - started) / 60, 2)}
 
 
 def _manifest_fingerprint(export_dir: Path) -> str:
