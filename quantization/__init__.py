@@ -86,7 +86,7 @@ def _register() -> None:
         QuantScheme("int16x8", "tflite", TFLiteConfig("int16x8"), f"{t}:quantize", "tflite_int16x8",
                     "int16 activations, int8 weights, float I/O (LiteRT reference kernels: slow)"),
         QuantScheme("int8", "onnx", OrtStaticConfig(), f"{o}:ort_static", "onnx_int8",
-                    "onnxruntime quantize_static: u8s8, QOperator, per-channel weights, MinMax"),
+                    "onnxruntime quantize_static: u8s8, QOperator, per-channel 7-bit weights, percentile ranges"),
         QuantScheme("int8_nncf", "onnx", NNCFConfig(), f"{o}:nncf_ptq", "onnx_int8_nncf",
                     "nncf.quantize on the ONNX model: QDQ, performance preset, bias correction"),
         QuantScheme("fp16", "coreml", None, f"{c}:fp16", "coreml_fp16",

@@ -13,6 +13,7 @@ from typing import Any
 
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest
+from edgederm.paths import find_data_root
 from edgederm.progress import log
 from edgederm.registry import Registry
 from quantization.calibration import CalibrationConfig, CalibrationSet, load_calibration
@@ -131,7 +132,7 @@ class QuantContext:
                  plan: list[QuantScheme] | None = None):
         self.folder = Path(folder)
         self.manifest = manifest or Manifest.load(self.folder)
-        self.data_root = data_root
+        self.data_root = data_root if data_root is not None else find_data_root()  # $EDGEDERM_DATA, ../shared/data
         self.plan = list(plan or [])
         self.cache: dict[Any, Any] = {}
         self._calibration = calibration if isinstance(calibration, CalibrationSet) else None
@@ -339,7 +340,7 @@ def quantize(source: str | os.PathLike, schemes, formats=None, *,
         if verify and outcome.produced:
             from edgederm.verify import verification_arrays, verify_manifest
 
-            images, targets = verification or verification_arrays(manifest, data_root, n_verify)
+            images, targets = verification or verification_arrays(manifest, ctx.data_root, n_verify)
             outcome.verify = verify_manifest(manifest, folder, ctx.model(), images, targets, gates,
                                              only=outcome.produced)
             manifest.add_step("verify", images=int(len(images)), results={r.artifact: r.status for r in outcome.verify})
