@@ -4,23 +4,18 @@ Public API (stable; ``quantization.diagnose``/``qat``/``control`` build on it):
 
 ``SCHEMES: Registry[QuantScheme]``, keyed ``"<scheme>:<format>"`` (``edgederm quantize --list``):
 
-=====================  ====================  ===================================================
-key                    artifact              what
-=====================  ====================  ===================================================
-``fp16:tflite``        ``tflite_fp16``       export's fp16 file (reused, or made as export does)
-``dynamic:tflite``     ``tflite_dynamic``    int8 weights, float activations (no calibration)
-``int8:tflite``        ``tflite_int8``       full int8, int8 I/O (scale/zero point in manifest)
-``int8_floatio:tflite````tflite_int8_floatio`` full int8, float32 I/O
-``int16x8:tflite``     ``tflite_int16x8``    int16 activations, int8 weights (slow kernels)
-``int8:onnx``          ``onnx_int8``         onnxruntime quantize_static, u8s8 QOperator per-channel
-``int8_nncf:onnx``     ``onnx_int8_nncf``    nncf.quantize on the ONNX model (QDQ)
-``fp16:coreml``        ``coreml_fp16``       export's fp16 package (reused, or converted)
-``w8:coreml``          ``coreml_w8``         linear int8 weights (``linear_quantize_weights``)
-``int8:coreml``        ``coreml_w8``         alias of ``w8:coreml`` (as Ultralytics' ``coreml int8``)
-``palette6:coreml``    ``coreml_palette6``   6-bit k-means palettized weights
-``palette4:coreml``    ``coreml_palette4``   4-bit k-means palettized weights
-``w8a8:coreml``        ``coreml_w8a8``       int8 weights and activations, calibrated in torch
-=====================  ====================  ===================================================
+- ``fp16:tflite`` -> ``tflite_fp16``: export's fp16 file (reused, or made as export does)
+- ``dynamic:tflite`` -> ``tflite_dynamic``: int8 weights, float activations (no calibration)
+- ``int8:tflite`` -> ``tflite_int8``: full int8, int8 I/O (scale/zero point in the manifest)
+- ``int8_floatio:tflite`` -> ``tflite_int8_floatio``: full int8, float32 I/O
+- ``int16x8:tflite`` -> ``tflite_int16x8``: int16 activations, int8 weights (slow kernels)
+- ``int8:onnx`` -> ``onnx_int8``: onnxruntime quantize_static, u8s8 QOperator, per-channel 7-bit weights
+- ``int8_nncf:onnx`` -> ``onnx_int8_nncf``: nncf.quantize on the ONNX model (QDQ)
+- ``fp16:coreml`` -> ``coreml_fp16``: export's fp16 package (reused, or converted)
+- ``w8:coreml`` -> ``coreml_w8``: linear int8 weights (``linear_quantize_weights``);
+  ``int8:coreml`` is an alias (as Ultralytics' ``coreml int8``)
+- ``palette6:coreml`` / ``palette4:coreml`` -> ``coreml_palette6/4``: k-means palettized weights
+- ``w8a8:coreml`` -> ``coreml_w8a8``: int8 weights and activations, calibrated in torch
 
 ``QuantScheme(scheme, format, config, handler, artifact, description, precision, calibrated)``:
 the config is a frozen dataclass (data: ``TFLiteConfig``, ``OrtStaticConfig``, ``NNCFConfig``,

@@ -304,7 +304,7 @@ def quantize(source: str | os.PathLike, schemes, formats=None, *,
         formats: formats to quantize (default: those the folder holds).
         calibration: a ``CalibrationConfig`` (default: 200/100 train images of the model's
             dataset, through its preprocessing) or a ready ``CalibrationSet``.
-        data_root: where the model's dataset lives (``--data``).
+        data_root: where the model's dataset lives (``--data``; None: ``$EDGEDERM_DATA`` or ``../shared/data``).
         verify: run every produced artifact through ``edgederm.verify`` (with task-metric gates).
         gates: per-precision ``Gate`` overrides.
         n_verify: test images for verification.
