@@ -425,7 +425,8 @@ def add_speedups(results) -> None:
         peak = results.environments.get(r.get("device", ""), {}).get("peak_gmacs", {})
         if r["status"] == "ok" and r.get("macs") and str(r.get("threads")) in peak:
             p = peak[str(r["threads"])]
-            rate = p["int8"] if r["precision"] == "int8" and p.get("int8") else p["fp32"]
+            integer = r["precision"].startswith(("int8", "w8a8"))  # int8 arithmetic: compare with the int8 GEMM
+            rate = p["int8"] if integer and p.get("int8") else p["fp32"]
             r["peak_fraction"] = round(r["macs"] / (r["latency"]["median_ms"] * 1e-3) / (rate * 1e9), 4)
 
 
@@ -440,7 +441,8 @@ def table_rows(results, threads: int | None = None) -> list[dict]:
     for r in results.rows:
         if threads is not None and r.get("threads") not in (threads, None):
             continue
-        status = "❌" if r["status"] == "failed" else "➖" if r["status"] == "skipped" else STATUS.get(r.get("verify"), "✅")
+        status = ("❌" if r["status"] == "failed" else "➖" if r["status"] == "skipped"
+                  else "peer" if r.get("role") == "peer" else STATUS.get(r.get("verify"), "✅"))
         row = {"artifact": r["artifact"], "format": r["format"], "precision": r["precision"], "status": status,
                "size MB": f"{r['size_bytes'] / 1e6:.2f}" if r.get("size_bytes") else "-"}
         m, d, lat = r.get("metrics", {}).get(key), r.get("delta", {}).get(key), r.get("latency")

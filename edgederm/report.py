@@ -225,4 +225,5 @@ def html_table(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-LEGEND_BENCH = "✅ verified  ❎ exported, verification failed  ➖ not runnable on this machine  ❌ failed"
+LEGEND_BENCH = ("✅ verified  ❎ exported, verification failed  ➖ not runnable on this machine  ❌ failed  "
+                "peer: the plain-ONNX path a user would take without EdgeDerm (not gated)")

@@ -8,6 +8,7 @@ MODULES: tuple[str, ...] = (
     "edgederm.commands.bench",
     "edgederm.commands.report",
     "edgederm.commands.run",
+    "edgederm.commands.prune",
     "edgederm.commands.diagnose",
     "edgederm.commands.bundle", "edgederm.commands.device", "edgederm.commands.results",
     "edgederm.commands.embed",

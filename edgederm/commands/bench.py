@@ -61,6 +61,8 @@ def run(args) -> int:
         print(f"\n{t} thread(s):")
         print_table(table_rows(results, t))
     failed = [r for r in results.rows if r["status"] == "failed" and r.get("role") != "peer"]
-    print("\n✅ verified  ❎ verification failed  ➖ not runnable here  ❌ failed")
+    from edgederm.report import LEGEND_BENCH
+
+    print("\n" + LEGEND_BENCH)
     print(f"results: {json_path}\n         {csv_path}\nreport:  edgederm report {json_path}")
     return 1 if failed else 0
