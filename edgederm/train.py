@@ -172,10 +172,7 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
                     kd = F.kl_div(F.log_softmax(pred / T, 1), F.softmax(t_logits / T, 1), reduction="batchmean") * T * T
                     loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
             else:
-                prob = pred.sigmoid()
-                inter = (prob * y).sum((1, 2, 3))
-                dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
-                loss = F.binary_cross_entropy_with_logits(pred, y) + dice.mean()
+                loss = segmentation_loss(pred, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -213,3 +210,13 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
     path = save_checkpoint(model, card, out)
     log(f"saved {path} (best val epoch {best[2]}, {train_minutes:.1f} min)")
     return path
+
+
+def segmentation_loss(logits, masks):
+    """BCE + soft Dice on [N, 1, H, W] mask logits: BCE alone under-weights the thin lesion border."""
+    import torch.nn.functional as F
+
+    prob = logits.sigmoid()
+    inter = (prob * masks).sum((1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + masks.sum((1, 2, 3)) + 1)
+    return F.binary_cross_entropy_with_logits(logits, masks) + dice.mean()

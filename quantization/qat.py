@@ -133,10 +133,9 @@ def fine_tune(qmodel, task: str, images_uint8: np.ndarray, targets: np.ndarray, 
         if classify:
             loss = F.cross_entropy(pred, y, weight=weight, label_smoothing=0.1)
         else:
-            prob = pred.sigmoid()
-            inter = (prob * y).sum((1, 2, 3))
-            dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
-            loss = F.binary_cross_entropy_with_logits(pred, y) + dice.mean()
+            from edgederm.train import segmentation_loss
+
+            loss = segmentation_loss(pred, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
