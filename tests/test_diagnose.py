@@ -62,7 +62,8 @@ def test_table_is_sorted_and_sqnr_matches_a_hand_computation(tmp_path):
 
     w1, _ = _tiny_onnx(tmp_path / "f.onnx")
     x = _inputs(16)
-    q = ort_quantize(tmp_path / "f.onnx", tmp_path / "q.onnx", x, OrtStaticConfig(preprocess=False))
+    # MinMax ranges: the hand computation below reproduces that method (the default is Percentile).
+    q = ort_quantize(tmp_path / "f.onnx", tmp_path / "q.onnx", x, OrtStaticConfig(preprocess=False, calibrate_method="MinMax"))
     layers = layer_errors(onnx.load(str(tmp_path / "f.onnx")), onnx.load(str(q)), x)
 
     own = [e.own_sqnr_db for e in layers]
