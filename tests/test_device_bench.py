@@ -285,6 +285,10 @@ def test_segmenter_jetson_bundle_trtexec_and_merge(seg_export, synthetic_root, b
     m = Results.load(merged)
     assert set(m.environments) == {"jetson-a", "rpi-b"} and {r["device"] for r in m.rows} == {"jetson-a", "rpi-b"}
     assert len(m.rows) == len(res.rows) + 1 and m.data["ids_sha256"] == res.data["ids_sha256"]
+    from edgederm.report import device_columns, render
+
+    page = render(m, tmp_path / "report")["report.html"].read_text()
+    assert len(device_columns(m)[0]) == 2 and "Devices (median ms per image)" in page and "trt_fp16" in page
     # A classifier's results are another model: refused.
     assert main(["results", "merge", str(merged), str(cls_run_path(cls_run)), "--out", str(tmp_path / "x.json")]) == 2
 
