@@ -142,12 +142,18 @@ def _print_export(outcome) -> int:
 
     print_table(export_rows(outcome))
     print(f"\nmanifest: {outcome.folder / 'manifest.json'}")
-    bad = [r for r in outcome.verify if r.status == "fail"]
-    for f in outcome.failures:
-        print(f"edgederm: error: export to {f['format']} {f['precision']} failed: {f['error']}", file=sys.stderr)
+    return exit_status([f"export to {f['format']} {f['precision']} failed: {f['error']}" for f in outcome.failures],
+                       outcome.verify)
+
+
+def exit_status(failures: list[str], verify) -> int:
+    """Print each failure and failed gate as one error line; 1 if there was any (export and quantize)."""
+    bad = [r for r in verify if r.status == "fail"]
+    for message in failures:
+        print(f"edgederm: error: {message}", file=sys.stderr)
     for r in bad:
         print(f"edgederm: error: verification failed: {r.reason}", file=sys.stderr)
-    return 1 if (bad or outcome.failures) else 0
+    return 1 if (bad or failures) else 0
 
 
 def cmd_export(args) -> int:

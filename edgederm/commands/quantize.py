@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 
 def register(sub) -> None:
@@ -58,12 +57,9 @@ def print_outcome(outcome) -> int:
     print(f"manifest: {outcome.folder / 'manifest.json'}")
     print(f"{STATUS['pass']} verified  {STATUS['fail']} gate failed  {STATUS['skipped']} not verifiable here  "
           f"{STATUS['export_failed']} quantization failed")
-    bad = [r for r in outcome.verify if r.status == "fail"]
-    for f in outcome.failures:
-        print(f"edgederm: error: {f['scheme']} failed: {f['error']}", file=sys.stderr)
-    for r in bad:
-        print(f"edgederm: error: verification failed: {r.reason}", file=sys.stderr)
-    return 1 if (bad or outcome.failures) else 0
+    from edgederm.cli import exit_status
+
+    return exit_status([f"{f['scheme']} failed: {f['error']}" for f in outcome.failures], outcome.verify)
 
 
 def run(args) -> int:
