@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def register(sub) -> None:
     sp = sub.add_parser("quantize", help="int8 / fp16 / palettized artifacts from an export folder, verified")
     sp.add_argument("folder", nargs="?", help="export folder (or its manifest.json)")
