@@ -1,5 +1,6 @@
 """The latency protocol shared by ``edgederm bench`` and devices: warm-up runs are discarded,
-then ``runs`` timed calls at batch 1; median, p90 and min in milliseconds."""
+then ``runs`` timed calls at batch 1; median, p90 and min in milliseconds. Several candidates are
+timed in alternating rounds (``measure_interleaved``) so that noise from elsewhere hits them alike."""
 
 from __future__ import annotations
 
@@ -27,3 +28,43 @@ def summarize(times_ms, warmup: int = 0) -> dict:
     t = np.asarray(times_ms, dtype=np.float64)
     return {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "min_ms": float(t.min()),
             "mean_ms": float(t.mean()), "runs": int(len(t)), "warmup": int(warmup)}
+
+
+def measure_interleaved(calls: dict, warmup: int = 5, runs: int = 50, rounds: int = 5, block_warmup: int = 2,
+                        max_seconds: float = 20.0) -> dict[str, dict]:
+    """Time several zero-argument ``calls`` in alternating rounds so that a burst of load from
+    elsewhere, or a slow drift of the CPU clock, hits every candidate alike (ratios stay honest).
+
+    Each call gets ``warmup`` untimed runs first; then in each of ``rounds`` rounds, taken in a
+    rotated order, ``block_warmup`` untimed runs (another runtime's thread pool has just had the
+    cores) and ``runs / rounds`` timed ones. A call that overruns its share of ``max_seconds`` in a
+    round is cut to at least one timed run. Returns name -> ``summarize`` of all its timed runs plus
+    the per-round medians and their spread (max/min − 1), the within-run noise figure."""
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
+    per_block = max(1, -(-runs // rounds))
+    budget = max_seconds / rounds
+    times: dict[str, list[list[float]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = calls[name]
+            for _ in range(block_warmup):
+                fn()
+            block, start = [], time.perf_counter()
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                fn()
+                block.append((time.perf_counter() - t0) * 1e3)
+                if time.perf_counter() - start > budget:
+                    break
+            times[name].append(block)
+    out = {}
+    for name in names:
+        flat = [t for block in times[name] for t in block]
+        medians = [float(np.median(b)) for b in times[name]]
+        out[name] = summarize(flat, warmup) | {
+            "rounds": rounds, "round_medians_ms": [round(m, 4) for m in medians],
+            "round_spread": round(max(medians) / min(medians) - 1, 4) if min(medians) > 0 else None}
+    return out

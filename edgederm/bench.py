@@ -17,9 +17,10 @@ Rows go to ``results.json`` (``device_bench.results``, the schema devices write 
 
 from __future__ import annotations
 
+import copy
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +46,7 @@ class BenchConfig:
     n_boot: int = 1000
     peers: bool = True
     only: tuple[str, ...] = ()  # artifact names; empty = all
+    rounds: int = 5  # latency: interleaved rounds over all candidates (see measure_interleaved)
     gpu: str = "auto"  # auto: CUDA rows when a GPU is present | off | only (GPU rows alone)
     peak: bool = True  # measure this CPU's peak MAC rate for the physical-limit column
     seed: int = 0
@@ -60,6 +62,7 @@ class Candidate:
     to_reference: Callable[[np.ndarray], np.ndarray] = lambda y: y  # output -> original's layout
     outputs_prob: bool = False
     static_batch: bool = True
+    accuracy_batch: int | None = None  # batch for the accuracy pass (default: 1 if static_batch else 32)
     cleanup: Callable[[], None] | None = None
 
 
@@ -125,16 +128,19 @@ def torch_candidate(model, manifest: Manifest, stats: dict, device: str = "cpu",
     prep = manifest.preprocessing
     dev = torch.device(device)
 
+    opened = {}  # a GPU copy ignores thread counts: open it once (and compile it once)
+
     def open_(threads):
         if device == "cpu":
             torch.set_num_threads(threads)
-        m = model.to(dev).eval()
-        if device == "cpu":
-            m = m.to(memory_format=torch.channels_last)
+        elif "fn" in opened:
+            return opened["fn"]
+        # each candidate its own copy: .to() and .half() work in place; NHWC suits cuDNN's fp16 kernels too
+        m = copy.deepcopy(model).to(dev).eval().to(memory_format=torch.channels_last)
         if precision == "fp16":
             m = m.half()
-        if compiled:
-            m = torch.compile(m)
+        if compiled:  # CUDA graphs: at batch 1 a small CNN is bound by kernel launches
+            m = torch.compile(m, mode="reduce-overhead" if dev.type == "cuda" else "default")
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
         def run(x):
@@ -144,6 +150,8 @@ def torch_candidate(model, manifest: Manifest, stats: dict, device: str = "cpu",
                 y = m(t.contiguous(memory_format=torch.channels_last)).float()
                 sync()
                 return y.cpu().numpy()
+        if device != "cpu":
+            opened["fn"] = run
         return run
 
     name = f"pytorch_{device.split(':')[0]}_{precision}" + ("_compiled" if compiled else "")
@@ -152,7 +160,10 @@ def torch_candidate(model, manifest: Manifest, stats: dict, device: str = "cpu",
     row = {"artifact": name, "format": "torch", "precision": precision, "role": "original", "runtime": runtime,
            "provider": provider, "size_bytes": stats.get("checkpoint_bytes"), "params": stats.get("params"),
            "macs": stats.get("macs"), "status": "ok"}
-    return Candidate(row, open_, lambda u8: prep.normalize(u8), static_batch=False)
+    if dev.type == "cuda":  # what a GPU figure includes, so nobody compares it with kernel-only timings
+        row["notes"] = ["end to end per call: host-to-GPU copy, forward, GPU-to-host copy, synchronised"]
+    # a compiled copy scores at batch 1, the shape it is timed at: every new batch size is another compile
+    return Candidate(row, open_, lambda u8: prep.normalize(u8), static_batch=False, accuracy_batch=1 if compiled else 32)
 
 
 def artifact_candidate(artifact: Artifact, folder: Path, manifest: Manifest, stats: dict,
@@ -261,51 +272,84 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def measure_candidate(cand: Candidate, images: np.ndarray, config: BenchConfig, score, ref_fns, n: int,
-                      per_image_fn) -> tuple[list[dict], dict | None]:
-    """Accuracy once (at the largest thread count), then latency per thread count; one row per count.
-    Also returns the candidate's metric functions (the original's serve the paired deltas)."""
+@dataclass
+class Scored:
+    """A candidate after its accuracy pass: its rows' shared fields and the inputs kept for timing."""
+
+    cand: Candidate
+    fields: dict
+    one: np.ndarray  # batch 1 in the candidate's input form
+    many: np.ndarray  # the throughput batch (or fewer images)
+    fns: dict
+
+
+def score_candidate(cand: Candidate, images: np.ndarray, config: BenchConfig, score, ref_fns, n: int,
+                    per_image_fn) -> Scored | dict:
+    """Run the candidate on every test image once (at the largest thread count) and score it.
+    Returns the ``Scored`` candidate, or the finished row of one that was skipped or failed."""
     from device_bench.runners import RunnerUnavailable, run_batched
-    from device_bench.timing import measure
 
     if cand.open is None:
-        return [cand.row], None
-    rows = []
+        return cand.row
     try:
         before = rss_mb()
         fn = cand.open(max(config.threads))
         x = cand.make_input(images)
-        out = cand.to_reference(run_batched(fn, x, 1 if cand.static_batch else 32).astype(np.float32))
-        stats = per_image_fn(out, cand.outputs_prob)
-        fns = score(stats)
-        metrics = metrics_with_ci(fns, n, config.n_boot, config.seed)
-        deltas = paired_deltas(fns, ref_fns, n, config.n_boot, config.seed) if ref_fns else {}
-        added_mb = rss_mb() - before
+        batch = cand.accuracy_batch or (1 if cand.static_batch else 32)
+        out = cand.to_reference(run_batched(fn, x, batch).astype(np.float32))
+        fns = score(per_image_fn(out, cand.outputs_prob))
+        fields = {"metrics": metrics_with_ci(fns, n, config.n_boot, config.seed),
+                  "delta": paired_deltas(fns, ref_fns, n, config.n_boot, config.seed) if ref_fns else {},
+                  "rss_added_mb": round(rss_mb() - before, 1), "images": n}
     except RunnerUnavailable as e:
-        return [{**cand.row, "status": "skipped", "reason": str(e)}], None
+        return {**cand.row, "status": "skipped", "reason": str(e)}
     except Exception as e:  # a runtime that crashes on an artifact is a result to show, not a crash
-        return [{**cand.row, "status": "failed", "reason": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}], None
+        return {**cand.row, "status": "failed", "reason": _one_line(e)}
+    b = max(1, config.throughput_batch)
+    return Scored(cand, fields, np.ascontiguousarray(x[:1]), np.ascontiguousarray(x[:b]), fns)
+
+
+def time_candidates(scored: list[Scored], config: BenchConfig) -> list[dict]:
+    """Latency of every scored candidate, per thread count, in interleaved rounds
+    (``device_bench.timing.measure_interleaved``): one row per candidate and thread count."""
+    from device_bench.timing import measure, measure_interleaved
+
+    rows = []
     for threads in config.threads:
-        fn = cand.open(threads)
-        one = x[:1]
-        lat = measure(fn, one, warmup=config.warmup, runs=config.runs, max_seconds=config.max_seconds)
-        row = {**cand.row, "threads": threads, "batch": 1, "metrics": metrics, "delta": deltas, "latency": lat,
-               "rss_added_mb": round(added_mb, 1), "images": n}
-        runtime = getattr(fn, "runtime", None)
-        if runtime:
-            row["runtime"] = runtime
-            row["provider"] = getattr(fn, "delegate", row.get("provider"))
-        b = config.throughput_batch
-        if b > 1 and len(x) >= b and (not cand.static_batch or cand.row["format"] == "tflite"):
+        opened = {}
+        for i, s in enumerate(scored):
             try:
-                t = measure(fn, x[:b], warmup=2, runs=10, max_seconds=config.max_seconds)
-                row["throughput"] = {"batch": b, "images_per_s": round(1e3 * b / t["median_ms"], 2)}
-            except Exception:  # a file whose batch dimension is fixed: no throughput row
-                pass
-        rows.append(row)
-    if cand.cleanup:
-        cand.cleanup()
-    return rows, fns
+                opened[i] = s.cand.open(threads)
+            except Exception as e:
+                rows.append({**s.cand.row, **s.fields, "threads": threads, "status": "failed",
+                             "reason": f"could not open at {threads} thread(s): {_one_line(e)}"})
+        log(f"bench: timing {len(opened)} candidates at {threads} thread(s), {config.rounds} interleaved rounds")
+        calls = {i: (lambda fn=fn, x=scored[i].one: fn(x)) for i, fn in opened.items()}
+        latency = measure_interleaved(calls, warmup=config.warmup, runs=config.runs, rounds=config.rounds,
+                                      max_seconds=config.max_seconds)
+        for i, fn in opened.items():
+            s = scored[i]
+            row = {**s.cand.row, "threads": threads, "batch": 1, **s.fields, "latency": latency[i]}
+            if getattr(fn, "runtime", None):
+                row["runtime"] = fn.runtime
+                row["provider"] = getattr(fn, "delegate", row.get("provider"))
+            b = config.throughput_batch
+            if b > 1 and len(s.many) >= b and (not s.cand.static_batch or s.cand.row["format"] == "tflite"):
+                try:
+                    t = measure(fn, s.many, warmup=2, runs=10, max_seconds=config.max_seconds)
+                    row["throughput"] = {"batch": b, "images_per_s": round(1e3 * b / t["median_ms"], 2)}
+                except Exception:  # a file whose batch dimension is fixed: no throughput row
+                    pass
+            rows.append(row)
+        opened.clear()
+    for s in scored:
+        if s.cand.cleanup:
+            s.cand.cleanup()
+    return rows
+
+
+def _one_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def load_original(manifest: Manifest, checkpoint: str | None = None, meta=None, weights=None):
@@ -360,11 +404,10 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
 
     import torch
 
-    cands = []
-    if config.gpu != "only":
-        cands.append(torch_candidate(model, manifest, stats))
+    original = torch_candidate(model, manifest, stats)
+    cands = [] if config.gpu == "only" else [original]
     gpu = gpu_candidates(model, manifest, stats, folder, config)
-    if config.gpu == "only" and not gpu:
+    if config.gpu == "only" and not any(c.open for c in gpu):
         raise EdgeDermError("--gpu only: no CUDA device (torch) and no CUDA/TensorRT provider (onnxruntime) here; "
                             "run it on the GPU machine or use --gpu auto")
     cands += gpu
@@ -376,14 +419,23 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     if config.peers and config.gpu != "only":
         cands += peer_candidates(model, manifest, stats, Path(tmp.name), peer_calibration(manifest, data_root))
     ref_fns = None
+    if config.gpu == "only":  # the GPU rows' deltas are still against the CPU original (accuracy only)
+        log("bench: the CPU original, for the reference accuracy")
+        ref = score_candidate(original, images, replace(config, threads=(os.cpu_count() or 1,)), score, None, n, per_image)
+        ref_fns = ref.fns if isinstance(ref, Scored) else None
+    scored, unmeasured = [], []
     for i, cand in enumerate(cands):
-        log(f"bench: [{i + 1}/{len(cands)}] {cand.row['artifact']}")
-        rows, fns = measure_candidate(cand, images, config, score, ref_fns, n, per_image)
-        for row in rows:
-            row["device"] = env_key
-            results.add(row)
-        if i == 0 and fns is not None:  # the first candidate is the original: deltas are against it
-            ref_fns = fns
+        if cand.open is not None:
+            log(f"bench: [{i + 1}/{len(cands)}] {cand.row['artifact']}: accuracy on {n} images")
+        s = score_candidate(cand, images, config, score, ref_fns, n, per_image)
+        if isinstance(s, dict):
+            unmeasured.append(s)
+            continue
+        scored.append(s)
+        if i == 0 and ref_fns is None:  # the first candidate is the original: deltas are against it
+            ref_fns = s.fns
+    for row in time_candidates(scored, config) + unmeasured:
+        results.add({**row, "device": env_key})
     tmp.cleanup()
     torch.set_num_threads(max(config.threads))
     results.data["seconds"] = round(time.perf_counter() - started, 1)
@@ -404,24 +456,50 @@ def gpu_candidates(model, manifest, stats, folder, config) -> list[Candidate]:
         providers = []
     cands = []
     onnx_art = next((a for a in manifest.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
-    for runtime, what, compiled in gpu_targets(torch.cuda.is_available(), providers, config.gpu):
+    cuda = torch.cuda.is_available()
+    for runtime, what, compiled in gpu_targets(cuda, providers, config.gpu):
         if runtime == "torch":
             cands.append(torch_candidate(model, manifest, stats, "cuda", what, compiled))
-        elif onnx_art is not None:
+        elif onnx_art is not None and (folder / onnx_art.path).exists():
             cand = artifact_candidate(onnx_art, folder, manifest, stats, provider=what)
-            cand.row["artifact"] = f"{onnx_art.name}_{what.replace('ExecutionProvider', '').lower()}"
+            cand.row["artifact"] = _ort_gpu_name(onnx_art.name, what)
             cands.append(cand)
+        else:
+            cands.append(_skipped(_ort_gpu_name("onnx_fp32", what), "onnx", "fp32",
+                                  "no fp32 ONNX file in this folder to run on the GPU provider"))
+    if cuda and config.gpu != "off":  # say why the ONNX Runtime GPU rows are missing rather than drop them
+        for what in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            if what not in providers:
+                cands.append(_skipped(_ort_gpu_name("onnx_fp32", what), "onnx", "fp32",
+                                      f"this onnxruntime has no {what} (install onnxruntime-gpu"
+                                      f"{' and TensorRT' if 'Tensorrt' in what else ''})"))
     return cands
 
 
+def _ort_gpu_name(artifact: str, provider: str) -> str:
+    return f"{artifact}_{provider.replace('ExecutionProvider', '').lower()}"
+
+
+def _skipped(name: str, fmt: str, precision: str, reason: str) -> Candidate:
+    return Candidate({"artifact": name, "format": fmt, "precision": precision, "role": "artifact",
+                      "status": "skipped", "reason": reason}, None, None)
+
+
 def add_speedups(results) -> None:
-    """speedup = original's median ms at the same thread count / this row's median ms (same machine)."""
-    base = {r["threads"]: r["latency"]["median_ms"] for r in results.rows
+    """speedup = the CPU original's median ms on the same machine at the same thread count / this
+    row's median ms. Where the results hold the original on a GPU (eager fp32, batch 1), every row
+    also gets ``gpu_original_ratio`` = its median ms / that GPU figure: how far an edge artifact is
+    from the original served on a GPU."""
+    base = {(r.get("device"), r["threads"]): r["latency"]["median_ms"] for r in results.rows
             if r.get("role") == "original" and r["format"] == "torch" and r.get("provider") == "eager CPU"
             and r["status"] == "ok"}
+    gpu = [r["latency"]["median_ms"] for r in results.rows
+           if r.get("artifact") == "pytorch_cuda_fp32" and r["status"] == "ok" and r.get("latency")]
     for r in results.rows:
-        if r["status"] == "ok" and r.get("threads") in base:
-            r["speedup_vs_original"] = round(base[r["threads"]] / r["latency"]["median_ms"], 3)
+        if r["status"] == "ok" and (r.get("device"), r.get("threads")) in base:
+            r["speedup_vs_original"] = round(base[(r.get("device"), r["threads"])] / r["latency"]["median_ms"], 3)
+        if gpu and r["status"] == "ok" and r.get("latency"):
+            r["gpu_original_ratio"] = round(r["latency"]["median_ms"] / min(gpu), 3)
         peak = results.environments.get(r.get("device", ""), {}).get("peak_gmacs", {})
         if r["status"] == "ok" and r.get("macs") and str(r.get("threads")) in peak:
             p = peak[str(r["threads"])]
@@ -438,6 +516,7 @@ def table_rows(results, threads: int | None = None) -> list[dict]:
     task = results.model.get("task", "classification")
     key = HEADLINE[task]
     rows = []
+    with_gpu = any(r.get("gpu_original_ratio") for r in results.rows)
     for r in results.rows:
         if threads is not None and r.get("threads") not in (threads, None):
             continue
@@ -454,6 +533,8 @@ def table_rows(results, threads: int | None = None) -> list[dict]:
         row["ms p90"] = f"{lat['p90_ms']:.2f}" if lat else "-"
         row["speed-up"] = f"{r['speedup_vs_original']:.2f}×" if r.get("speedup_vs_original") else "-"
         row["% peak"] = f"{100 * r['peak_fraction']:.1f}" if r.get("peak_fraction") else "-"
+        if with_gpu:  # ms / the original's eager fp32 ms on the GPU
+            row["× GPU ms"] = f"{r['gpu_original_ratio']:.2f}" if r.get("gpu_original_ratio") else "-"
         row["note"] = (r.get("reason") or "")[:60]
         rows.append(row)
     return rows
@@ -469,13 +550,13 @@ def write_results(results, out: Path) -> tuple[Path, Path]:
     json_path = results.save(out / "results.json")
     fields = ["device", "artifact", "role", "format", "precision", "runtime", "provider", "threads", "batch", "status",
               "size_bytes", "params", "macs", "metric", "value", "low", "high", "delta", "delta_low", "delta_high",
-              "median_ms", "p90_ms", "min_ms", "speedup_vs_original", "peak_fraction", "reason"]
+              "median_ms", "p90_ms", "min_ms", "speedup_vs_original", "gpu_original_ratio", "peak_fraction", "round_spread", "reason"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for r in results.rows:
         base = {k: r.get(k) for k in fields}
-        base.update({k: (r.get("latency") or {}).get(k) for k in ("median_ms", "p90_ms", "min_ms")})
+        base.update({k: (r.get("latency") or {}).get(k) for k in ("median_ms", "p90_ms", "min_ms", "round_spread")})
         for metric, est in (r.get("metrics") or {"": {}}).items():
             d = (r.get("delta") or {}).get(metric, {})
             writer.writerow({**base, "metric": metric, **{k: est.get(k) for k in ("value", "low", "high")},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from device_bench.results import Results, ResultsError
-from device_bench.timing import measure, summarize
+from device_bench.timing import measure, measure_interleaved, summarize
 from edgederm.errors import EdgeDermError
 
 
@@ -33,6 +33,47 @@ def test_summary_statistics_are_exact():
     s = summarize(times)
     assert s["median_ms"] == 5.5 and s["min_ms"] == 1.0 and s["mean_ms"] == 5.5
     assert s["p90_ms"] == pytest.approx(np.percentile(times, 90)) == pytest.approx(9.1)
+
+
+def test_interleaved_rounds_rotate_and_share_a_burst_of_load():
+    k, warmup, block_warmup, per_block, rounds = 3, 2, 1, 4, 5
+    log = []
+    burst = range(k * warmup + 2 * k * (block_warmup + per_block), k * warmup + 3 * k * (block_warmup + per_block))
+
+    def make(name):
+        def fn():
+            time.sleep(0.012 if len(log) in burst else 0.002)  # round 2 runs while "another job" has the CPU
+            log.append(name)
+        return fn
+
+    out = measure_interleaved({n: make(n) for n in "abc"}, warmup=warmup, runs=per_block * rounds, rounds=rounds,
+                              block_warmup=block_warmup)
+    assert len(log) == k * (warmup + rounds * (block_warmup + per_block))
+    firsts = [log[k * warmup + r * k * (block_warmup + per_block)] for r in range(rounds)]
+    assert firsts == ["a", "b", "c", "a", "b"]  # the order rotates: nobody always follows the same runtime
+    for name in "abc":
+        s = out[name]
+        assert s["runs"] == per_block * rounds and s["warmup"] == warmup and len(s["round_medians_ms"]) == rounds
+        assert max(s["round_medians_ms"]) == s["round_medians_ms"][2] > 10  # the burst hit every candidate in round 2
+        assert s["median_ms"] < 8 and s["round_spread"] > 2  # ... and the median of all runs shrugs it off
+
+
+def test_speedups_compare_within_a_machine_and_against_the_gpu_original():
+    from edgederm.bench import add_speedups
+
+    def row(artifact, device, ms, **kw):
+        return {"artifact": artifact, "format": kw.pop("format", "onnx"), "precision": "fp32", "status": "ok",
+                "device": device, "threads": 1, "latency": {"median_ms": ms}, **kw}
+
+    res = Results(environments={"host": {}, "phone": {}, "gpu": {}}, rows=[
+        row("pytorch_cpu_fp32", "host", 10.0, format="torch", role="original", provider="eager CPU"),
+        row("onnx_fp32", "host", 2.0, role="artifact"), row("onnx_fp32", "phone", 4.0, role="artifact"),
+        row("pytorch_cuda_fp32", "gpu", 1.0, format="torch", role="original", provider="H200")])
+    add_speedups(res)
+    by = {(r["artifact"], r["device"]): r for r in res.rows}
+    assert by[("onnx_fp32", "host")]["speedup_vs_original"] == 5.0
+    assert "speedup_vs_original" not in by[("onnx_fp32", "phone")]  # another machine: no ratio to the host's original
+    assert by[("onnx_fp32", "phone")]["gpu_original_ratio"] == 4.0 and by[("pytorch_cpu_fp32", "host")]["gpu_original_ratio"] == 10.0
 
 
 # --- confidence intervals --------------------------------------------------------------------
@@ -162,6 +203,43 @@ def test_bench_rows(tiny_results, tiny_export):
     assert csv[0].startswith("device,artifact") and any("onnx_fp32" in line for line in csv[1:])
     env = next(iter(back.environments.values()))
     assert env["peak_gmacs"]["1"]["fp32"] > 0
+
+
+def test_gpu_only_rows_append_to_the_cpu_results(tiny_results, tiny_export, synthetic_root, tmp_path, monkeypatch, capsys):
+    """The GPU script's path, with the CPU standing in for CUDA: GPU rows are scored against the CPU
+    original, the missing ONNX Runtime GPU providers are named, and --append merges on the same images."""
+    import torch
+
+    import edgederm.bench as B
+    from edgederm.cli import main
+
+    real = B.torch_candidate
+
+    def stand_in(model, manifest, stats, device="cpu", precision="fp32", compiled=False):
+        cand = real(model, manifest, stats, "cpu", "fp32", False)  # fp16 and inductor on CPU are not the point here
+        if device == "cuda":
+            cand.row.update(artifact=f"pytorch_cuda_{precision}" + ("_compiled" if compiled else ""), provider="FAKE GPU")
+        return cand
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "FAKE GPU")
+    monkeypatch.setattr(B, "torch_candidate", stand_in)
+    shutil.copytree(tiny_export / "bench", tmp_path / "bench")
+    code = main(["bench", str(tiny_export), "--data", str(synthetic_root), "--gpu", "only", "--threads", "1",
+                 "--images", "48", "--runs", "5", "--warmup", "1", "--bootstrap", "50", "--no-peers", "--no-peak",
+                 "--append", str(tmp_path / "bench" / "results.json"), "--out", str(tmp_path / "bench")])
+    assert code == 0
+    merged = Results.load(tmp_path / "bench" / "results.json")
+    gpu = {r["artifact"]: r for r in merged.rows if r["artifact"].startswith(("pytorch_cuda", "onnx_fp32_"))}
+    assert set(gpu) == {"pytorch_cuda_fp32", "pytorch_cuda_fp16", "pytorch_cuda_fp16_compiled", "onnx_fp32_cuda",
+                        "onnx_fp32_tensorrt"}
+    assert gpu["pytorch_cuda_fp32"]["delta"]["balanced_accuracy"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert "onnxruntime-gpu" in gpu["onnx_fp32_cuda"]["reason"] and gpu["onnx_fp32_cuda"]["status"] == "skipped"
+    assert len(merged.rows) == len(tiny_results.rows) + 5
+    cpu_onnx = next(r for r in merged.rows if r["artifact"] == "onnx_fp32" and r.get("threads") == 1)
+    assert cpu_onnx["gpu_original_ratio"] == pytest.approx(
+        cpu_onnx["latency"]["median_ms"] / gpu["pytorch_cuda_fp32"]["latency"]["median_ms"], rel=1e-2)
+    assert "× GPU ms" in capsys.readouterr().out
 
 
 def test_report_shows_every_artifact(tiny_results, tmp_path):

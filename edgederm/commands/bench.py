@@ -14,6 +14,8 @@ def register(sub) -> None:
     sp.add_argument("--threads", default="1,2", help="thread counts to time, comma-separated (default 1,2)")
     sp.add_argument("--runs", type=int, default=50, help="timed runs per figure after warm-up (default 50)")
     sp.add_argument("--warmup", type=int, default=10)
+    sp.add_argument("--rounds", type=int, default=5,
+                    help="latency runs are split into this many rounds interleaved across candidates (default 5)")
     sp.add_argument("--throughput-batch", type=int, default=8, help="batch for the throughput figure (0: none)")
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     sp.add_argument("--only", help="artifact names to measure, comma-separated (default: all)")
@@ -27,7 +29,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from edgederm.bench import BenchConfig, bench, table_rows, write_results
+    from edgederm.bench import BenchConfig, add_speedups, bench, table_rows, write_results
     from edgederm.errors import EdgeDermError
     from edgederm.paths import find_data_root
     from edgederm.table import print_table
@@ -38,21 +40,22 @@ def run(args) -> int:
         raise EdgeDermError(f"--threads {args.threads!r} is not a list of integers: e.g. --threads 1,2") from None
     if not threads or min(threads) < 1:
         raise EdgeDermError("--threads needs counts of at least 1: e.g. --threads 1,2")
-    config = BenchConfig(images=args.images, threads=threads, runs=args.runs, warmup=args.warmup,
+    config = BenchConfig(images=args.images, threads=threads, runs=args.runs, warmup=args.warmup, rounds=args.rounds,
                          throughput_batch=args.throughput_batch, n_boot=args.bootstrap,
                          only=tuple(a for a in (args.only or "").split(",") if a), peers=not args.no_peers,
                          gpu=args.gpu, peak=not args.no_peak)
     folder = Path(args.folder)
     out = Path(args.out) if args.out else (folder if folder.is_dir() else folder.parent) / "bench"
     results = bench(folder, config, find_data_root(args.data), checkpoint=args.checkpoint)
-    if args.append:
-        from device_bench.results import Results
+    if args.append:  # same model and images or a one-line error (device_bench.results.merge checks)
+        from device_bench.results import Results, ResultsError, merge
 
-        merged = Results.load(args.append)
-        merged.environments.update(results.environments)
-        for row in results.rows:
-            merged.add(row)
-        results = merged
+        try:
+            results = merge([(args.append, Results.load(args.append)), ("this run", results)])
+        except (ResultsError, OSError) as e:
+            raise EdgeDermError(f"--append {args.append}: {e}") from None
+        results.source = "edgederm bench"
+        add_speedups(results)
     json_path, csv_path = write_results(results, out)
     task = results.model.get("task")
     print(f"\n{results.model.get('name')} ({task}) on {results.data.get('images')} test images; "
