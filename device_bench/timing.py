@@ -31,13 +31,15 @@ def summarize(times_ms, warmup: int = 0) -> dict:
 
 
 def measure_interleaved(calls: dict, warmup: int = 5, runs: int = 50, rounds: int = 5, block_warmup: int = 2,
-                        max_seconds: float = 20.0) -> dict[str, dict]:
+                        max_seconds: float = 20.0, settle_s: float = 0.02, seed: int = 0) -> dict[str, dict]:
     """Time several zero-argument ``calls`` in alternating rounds so that a burst of load from
     elsewhere, or a slow drift of the CPU clock, hits every candidate alike (ratios stay honest).
 
     Each call gets ``warmup`` untimed runs first; then in each of ``rounds`` rounds, taken in a
-    rotated order, ``block_warmup`` untimed runs (another runtime's thread pool has just had the
-    cores) and ``runs / rounds`` timed ones. A call that overruns its share of ``max_seconds`` in a
+    fresh seeded random order (a fixed or merely rotated order makes each candidate follow the
+    same neighbour, whose caches and spinning thread pool it inherits), a pause of ``settle_s``
+    (ONNX Runtime, XNNPACK and OpenMP thread pools spin-wait after their work), ``block_warmup``
+    untimed runs and ``runs / rounds`` timed ones. A call that overruns its share of ``max_seconds`` in a
     round is cut to at least one timed run. Returns name -> ``summarize`` of all its timed runs plus
     the per-round medians and their spread (max/min − 1), the within-run noise figure."""
     names = list(calls)
@@ -47,9 +49,11 @@ def measure_interleaved(calls: dict, warmup: int = 5, runs: int = 50, rounds: in
     per_block = max(1, -(-runs // rounds))
     budget = max_seconds / rounds
     times: dict[str, list[list[float]]] = {n: [] for n in names}
+    order = np.random.default_rng(seed)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in (names[i] for i in order.permutation(len(names))):
             fn = calls[name]
+            time.sleep(settle_s)
             for _ in range(block_warmup):
                 fn()
             block, start = [], time.perf_counter()
@@ -68,3 +72,11 @@ def measure_interleaved(calls: dict, warmup: int = 5, runs: int = 50, rounds: in
             "rounds": rounds, "round_medians_ms": [round(m, 4) for m in medians],
             "round_spread": round(max(medians) / min(medians) - 1, 4) if min(medians) > 0 else None}
     return out
+
+
+def probe(size: int = 192):
+    """A fixed dense fp32 GEMM (numpy's BLAS) to time beside the candidates: its round-to-round
+    spread is the machine's own noise during the run, printed under the table. Idle, this
+    project's 2-core VM ran a fixed 512x512 GEMM 1.4x slower in some 1-second windows than in others."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    return lambda: a @ a

@@ -41,12 +41,12 @@ class BenchConfig:
     threads: tuple[int, ...] = (1, 2)
     throughput_batch: int = 8
     warmup: int = 10
-    runs: int = 50
+    runs: int = 100
     max_seconds: float = 15.0
     n_boot: int = 1000
     peers: bool = True
     only: tuple[str, ...] = ()  # artifact names; empty = all
-    rounds: int = 5  # latency: interleaved rounds over all candidates (see measure_interleaved)
+    rounds: int = 10  # latency: interleaved rounds over all candidates (see measure_interleaved)
     gpu: str = "auto"  # auto: CUDA rows when a GPU is present | off | only (GPU rows alone)
     peak: bool = True  # measure this CPU's peak MAC rate for the physical-limit column
     seed: int = 0
@@ -309,12 +309,13 @@ def score_candidate(cand: Candidate, images: np.ndarray, config: BenchConfig, sc
     return Scored(cand, fields, np.ascontiguousarray(x[:1]), np.ascontiguousarray(x[:b]), fns)
 
 
-def time_candidates(scored: list[Scored], config: BenchConfig) -> list[dict]:
+def time_candidates(scored: list[Scored], config: BenchConfig) -> tuple[list[dict], dict]:
     """Latency of every scored candidate, per thread count, in interleaved rounds
-    (``device_bench.timing.measure_interleaved``): one row per candidate and thread count."""
-    from device_bench.timing import measure, measure_interleaved
+    (``device_bench.timing.measure_interleaved``): one row per candidate and thread count, and
+    per thread count the machine's own noise (a fixed GEMM timed in the same rounds)."""
+    from device_bench.timing import measure, measure_interleaved, probe
 
-    rows = []
+    rows, noise = [], {}
     for threads in config.threads:
         opened = {}
         for i, s in enumerate(scored):
@@ -325,8 +326,12 @@ def time_candidates(scored: list[Scored], config: BenchConfig) -> list[dict]:
                              "reason": f"could not open at {threads} thread(s): {_one_line(e)}"})
         log(f"bench: timing {len(opened)} candidates at {threads} thread(s), {config.rounds} interleaved rounds")
         calls = {i: (lambda fn=fn, x=scored[i].one: fn(x)) for i, fn in opened.items()}
+        calls["probe"] = probe()
         latency = measure_interleaved(calls, warmup=config.warmup, runs=config.runs, rounds=config.rounds,
                                       max_seconds=config.max_seconds)
+        p = latency.pop("probe")
+        noise[str(threads)] = {"probe": "numpy fp32 GEMM 192x192", "median_ms": round(p["median_ms"], 4),
+                               "round_spread": p["round_spread"]}
         for i, fn in opened.items():
             s = scored[i]
             row = {**s.cand.row, "threads": threads, "batch": 1, **s.fields, "latency": latency[i]}
@@ -345,7 +350,7 @@ def time_candidates(scored: list[Scored], config: BenchConfig) -> list[dict]:
     for s in scored:
         if s.cand.cleanup:
             s.cand.cleanup()
-    return rows
+    return rows, noise
 
 
 def _one_line(e: Exception) -> str:
@@ -434,8 +439,10 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
         scored.append(s)
         if i == 0 and ref_fns is None:  # the first candidate is the original: deltas are against it
             ref_fns = s.fns
-    for row in time_candidates(scored, config) + unmeasured:
+    timed, noise = time_candidates(scored, config)
+    for row in timed + unmeasured:
         results.add({**row, "device": env_key})
+    results.data["machine_noise"] = noise  # the probe's round-to-round spread: how far to trust small differences
     tmp.cleanup()
     torch.set_num_threads(max(config.threads))
     results.data["seconds"] = round(time.perf_counter() - started, 1)

@@ -94,14 +94,26 @@ def cmd_train(args) -> int:
             path = train(config, root, ckpt_dir / r.name, n_boot=args.bootstrap)
             print(f"{r.name}: {path}")
         return 0
+    initial = card_fields = None
+    input_size = tuple(args.input_size) if args.input_size else None
+    if args.init:  # a checkpoint's weights and (pruned) shapes; its card's pruning record goes forward
+        from edgederm.checkpoint import load_checkpoint
+
+        initial, init_card = load_checkpoint(args.init)
+        if args.model and args.model != init_card.architecture:
+            raise EdgeDermError(f"--init {args.init} is a {init_card.architecture}, not --model {args.model}: "
+                                "drop --model or pass the matching checkpoint")
+        args.model = init_card.architecture
+        input_size = input_size or tuple(init_card.preprocessing.input_size)
+        card_fields = {"pruning": init_card.pruning} if init_card.pruning else None
     if not args.model:
-        raise EdgeDermError("give --recipe NAME (see edgederm train --list) or --model NAME")
+        raise EdgeDermError("give --recipe NAME (see edgederm train --list), --model NAME or --init CHECKPOINT")
     config = TrainConfig(args.model, args.dataset or "derm7", epochs=args.epochs or 5, batch_size=args.batch_size,
                          lr=args.lr, pretrained=args.pretrained if args.pretrained != "none" else False,
                          distill_from=args.distill_from, train_limit=args.limit, seed=args.seed,
-                         input_size=tuple(args.input_size) if args.input_size else None)
+                         input_size=input_size, extra={"init_from": str(args.init)} if args.init else {})
     out = Path(args.out) if args.out else ckpt_dir / args.model
-    print(train(config, root, out, n_boot=args.bootstrap))
+    print(train(config, root, out, n_boot=args.bootstrap, initial_model=initial, card_fields=card_fields))
     return 0
 
 
@@ -293,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr", type=float, default=1e-3)
     sp.add_argument("--pretrained", default="none", choices=["none", "imagenet", "online"])
     sp.add_argument("--distill-from", help="teacher checkpoint (.safetensors)")
+    sp.add_argument("--init", help="start from this checkpoint's weights and shapes, e.g. to fine-tune a pruned "
+                                   "model further (--model defaults to its architecture)")
     sp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
     sp.add_argument("--limit", type=int, help="train on a class-stratified subset of this many images")
     sp.add_argument("--seed", type=int, default=0)

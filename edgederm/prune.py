@@ -467,9 +467,6 @@ def prune_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, conf
         raise EdgeDermError(f"--out {out} would overwrite the checkpoint being pruned: choose another name")
     torch.manual_seed(config.seed)
     model, card = load_checkpoint(checkpoint)
-    if config.distill and card.task != "classification":
-        raise EdgeDermError(f"--distill: edgederm.train distils classifiers only, and {checkpoint.name} is a "
-                            f"{card.task} model; fine-tune without --distill")
     prep = card.preprocessing
     root = find_dataset(card.data.get("dataset"), data_root, f"dataset of {checkpoint}")
     ds = load_dataset(root, seed=config.seed)

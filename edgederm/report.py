@@ -179,6 +179,10 @@ def render(results, out_dir) -> dict:
     intro = (f"{results.data.get('images')} {results.data.get('split', 'test')} images of "
              f"{results.data.get('dataset')} ({results.data.get('selection', '')}); batch 1; "
              "Δ = artifact − original on the same images, paired bootstrap 95% CI, in points.")
+    noise = results.data.get("machine_noise") or {}
+    if noise:  # latency runs in interleaved rounds; a fixed GEMM in the same rounds shows the machine's own drift
+        intro += " Machine noise while timing (a fixed GEMM between interleaved rounds): " + ", ".join(
+            f"{100 * (p.get('round_spread') or 0):.0f}% at {t} thread(s)" for t, p in sorted(noise.items())) + "."
     threads = sorted({r.get("threads") for r in results.rows if r.get("threads")})
     md = [f"# {title}\n", intro + "\n", LEGEND_BENCH + "\n"]
     html_parts = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p><p>{html.escape(LEGEND_BENCH)}</p>",

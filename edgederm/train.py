@@ -126,7 +126,9 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
     teacher = teacher_prep = None
     if config.distill_from:
         teacher, tcard = load_checkpoint(config.distill_from)
-        if tcard.classes != list(ds.classes):
+        if tcard.task != ds.task:
+            raise EdgeDermError(f"teacher {config.distill_from} is a {tcard.task} model, data is {ds.task}")
+        if classify and tcard.classes != list(ds.classes):
             raise EdgeDermError(f"teacher {config.distill_from} has classes {tcard.classes}, data has {list(ds.classes)}")
         teacher, teacher_prep = teacher.to(memory_format=torch.channels_last).eval(), tcard.preprocessing
 
@@ -161,18 +163,25 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
                 y = m
             x = normalize_float(x01, prep)
             pred = model(x)
+            t_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    tx = x if teacher_prep == prep else normalize_float(
+                        F.interpolate(x01, size=tuple(teacher_prep.input_size), mode="bilinear"), teacher_prep)
+                    t_logits = teacher(tx)
+            T = config.distill_temperature
             if classify:
                 loss = F.cross_entropy(pred, y, weight=weight, label_smoothing=config.label_smoothing)
-                if teacher is not None:
-                    with torch.no_grad():
-                        tx = x if teacher_prep == prep else normalize_float(
-                            F.interpolate(x01, size=tuple(teacher_prep.input_size), mode="bilinear"), teacher_prep)
-                        t_logits = teacher(tx)
-                    T = config.distill_temperature
+                if t_logits is not None:
                     kd = F.kl_div(F.log_softmax(pred / T, 1), F.softmax(t_logits / T, 1), reduction="batchmean") * T * T
                     loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
             else:
                 loss = segmentation_loss(pred, y)
+                if t_logits is not None:  # per-pixel soft targets: the teacher's tempered lesion probability
+                    if t_logits.shape[-2:] != pred.shape[-2:]:
+                        t_logits = F.interpolate(t_logits, size=pred.shape[-2:], mode="bilinear")
+                    kd = F.binary_cross_entropy_with_logits(pred / T, torch.sigmoid(t_logits / T)) * T * T
+                    loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

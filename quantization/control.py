@@ -342,7 +342,9 @@ def control_folder(source, config: ControlConfig, data_root=None, calibration=No
                 nodes = diag.sensitive_nodes(config.fallback_layers)
                 if not nodes:
                     return Trial("", verdict="skipped", detail="the diagnosis found no layer whose float fallback helps")
-                cfg = OrtStaticConfig(nodes_to_exclude=tuple(nodes), preprocess=False)
+                # The QDQ form the diagnosis measured: the QOperator default, built on the same
+                # un-preprocessed graph with the same nodes excluded, lost more than plain int8 (MNv3-L).
+                cfg = OrtStaticConfig(quant_format="QDQ", nodes_to_exclude=tuple(nodes), preprocess=False)
                 layers = ", ".join(f.layer.rsplit("/", 2)[-2] if "/" in f.layer else f.layer
                                    for f in diag.fallbacks[:config.fallback_layers])
                 return build("int8:onnx", cfg, "onnx_int8_fallback", f"float: {layers}")()

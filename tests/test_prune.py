@@ -210,11 +210,34 @@ def test_bad_config_one_line_errors(kwargs, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_distill_refused_for_segmenters(tiny_segmenter, synthetic_root, tmp_path):
-    with pytest.raises(EdgeDermError, match="distils classifiers only"):
-        prune_checkpoint(tiny_segmenter, tmp_path / "s", PruneConfig(sparsity=0.3, finetune_epochs=1, distill=True),
-                         synthetic_root)
-    assert not list(tmp_path.iterdir())
+def test_segmenter_finetunes_against_the_unpruned_masks(tiny_segmenter, synthetic_root, tmp_path):
+    """Segmentation distillation: the pruned U-Net learns the unpruned one's per-pixel probabilities."""
+    outcome = prune_checkpoint(tiny_segmenter, tmp_path / "s", PruneConfig(
+        sparsity=0.3, finetune_epochs=1, distill=True, batch_size=8), synthetic_root, n_boot=0)
+    card = read_card(outcome.path)
+    assert card.training["distill_from"] == str(tiny_segmenter) and "dice" in card.metrics
+    model, _ = load_checkpoint(outcome.path)
+    x = torch.zeros(1, 3, *card.preprocessing.input_size)
+    assert model(x).shape[-2:] == x.shape[-2:] and outcome.result.macs[1] < outcome.result.macs[0]
+    # ... and `train --init` fine-tunes it further with its pruned shapes and pruning record kept
+    from edgederm.cli import main
+
+    more = tmp_path / "more.safetensors"
+    assert main(["train", "--init", str(outcome.path), "--dataset", "lesionseg", "--epochs", "1", "--batch-size", "8",
+                 "--distill-from", str(tiny_segmenter), "--data", str(synthetic_root), "--bootstrap", "0",
+                 "--out", str(more)]) == 0
+    again, card2 = load_checkpoint(more)
+    assert card2.pruning == card.pruning and card2.training["extra"]["init_from"] == str(outcome.path)
+    assert [t.shape for t in again.state_dict().values()] == [t.shape for t in model.state_dict().values()]
+
+
+def test_teacher_of_another_task_is_refused(tiny_segmenter, tiny_classifier, synthetic_root, tmp_path):
+    from edgederm.train import TrainConfig, train
+
+    card = read_card(tiny_segmenter)
+    config = TrainConfig(card.architecture, "lesionseg", epochs=1, distill_from=str(tiny_classifier))
+    with pytest.raises(EdgeDermError, match="is a classification model, data is segmentation"):
+        train(config, synthetic_root, tmp_path / "x.safetensors", n_boot=0)
 
 
 def test_unknown_protected_layer_suggests_a_name(tiny_classifier):

@@ -12,10 +12,10 @@ def register(sub) -> None:
     sp.add_argument("--checkpoint", help="the PyTorch original (default: the one the manifest names)")
     sp.add_argument("--images", type=int, help="class-stratified test sample of this size (default: the whole split)")
     sp.add_argument("--threads", default="1,2", help="thread counts to time, comma-separated (default 1,2)")
-    sp.add_argument("--runs", type=int, default=50, help="timed runs per figure after warm-up (default 50)")
+    sp.add_argument("--runs", type=int, default=100, help="timed runs per figure after warm-up (default 100)")
     sp.add_argument("--warmup", type=int, default=10)
-    sp.add_argument("--rounds", type=int, default=5,
-                    help="latency runs are split into this many rounds interleaved across candidates (default 5)")
+    sp.add_argument("--rounds", type=int, default=10,
+                    help="latency runs are split into this many rounds interleaved across candidates (default 10)")
     sp.add_argument("--throughput-batch", type=int, default=8, help="batch for the throughput figure (0: none)")
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     sp.add_argument("--only", help="artifact names to measure, comma-separated (default: all)")
@@ -66,6 +66,9 @@ def run(args) -> int:
     failed = [r for r in results.rows if r["status"] == "failed" and r.get("role") != "peer"]
     from edgederm.report import LEGEND_BENCH
 
+    for t, p in sorted((results.data.get("machine_noise") or {}).items()):
+        print(f"machine noise at {t} thread(s): a fixed GEMM timed in the same rounds varied "
+              f"{100 * (p.get('round_spread') or 0):.0f}% between rounds; single-run differences smaller than that deserve a second run")
     print("\n" + LEGEND_BENCH)
     print(f"results: {json_path}\n         {csv_path}\nreport:  edgederm report {json_path}")
     return 1 if failed else 0

@@ -20,6 +20,9 @@ def run(args) -> int:
         merged = merge([(f, Results.load(f)) for f in args.files])
     except ResultsError as e:
         raise EdgeDermError(str(e)) from None
+    from edgederm.bench import add_speedups
+
+    add_speedups(merged)  # per machine; and against the GPU original when one of the files holds it
     path = merged.save(args.out)
     rows = {}
     for r in merged.rows:
