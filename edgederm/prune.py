@@ -544,7 +544,7 @@ def compare_latency(original: Path, pruned: Path, runtimes=BENCH_RUNTIMES, threa
     import torch
 
     from device_bench.runners import open_runner
-    from device_bench.timing import measure
+    from device_bench.timing import measure_interleaved
     from edgederm.checkpoint import load_checkpoint
 
     unknown = [r for r in runtimes if r not in BENCH_RUNTIMES]
@@ -594,11 +594,10 @@ def compare_latency(original: Path, pruned: Path, runtimes=BENCH_RUNTIMES, threa
     results = {}
     try:
         for rt, (fa, fb) in fns.items():
-            per_round = [[], []]
-            for _ in range(rounds):
-                for k, (fn, x) in enumerate(((fa, inputs[rt][0]), (fb, inputs[rt][1]))):
-                    per_round[k].append(measure(fn, x, warmup=3, runs=runs, max_seconds=10)["median_ms"])
-            results[rt] = {"before_ms": float(np.median(per_round[0])), "after_ms": float(np.median(per_round[1])),
+            (xa, xb) = inputs[rt]
+            lat = measure_interleaved({"before": lambda: fa(xa), "after": lambda: fb(xb)}, warmup=3,
+                                      runs=rounds * runs, rounds=rounds, max_seconds=10 * rounds)
+            results[rt] = {"before_ms": lat["before"]["median_ms"], "after_ms": lat["after"]["median_ms"],
                            "artifact_bytes": sizes.get(rt)}
     finally:
         fns.clear()
