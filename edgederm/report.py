@@ -150,6 +150,17 @@ def device_columns(results) -> tuple[list[str], list[dict]]:
     return devices, list(table.values())
 
 
+def noise_text(data: dict) -> str:
+    """The machine's own drift while timing (``data.machine_noise``: a fixed GEMM timed in the same
+    interleaved rounds as the candidates), as one sentence; empty when the file has none."""
+    noise = data.get("machine_noise") or {}
+    if not noise:
+        return ""
+    spreads = ", ".join(f"{100 * (p.get('round_spread') or 0):.0f}% at {t} thread(s)" for t, p in sorted(noise.items()))
+    return (f"Machine noise while timing: a fixed GEMM varied {spreads} between rounds; "
+            "single-run latency differences smaller than that deserve a second run.")
+
+
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "_no rows_\n"
@@ -179,10 +190,8 @@ def render(results, out_dir) -> dict:
     intro = (f"{results.data.get('images')} {results.data.get('split', 'test')} images of "
              f"{results.data.get('dataset')} ({results.data.get('selection', '')}); batch 1; "
              "Δ = artifact − original on the same images, paired bootstrap 95% CI, in points.")
-    noise = results.data.get("machine_noise") or {}
-    if noise:  # latency runs in interleaved rounds; a fixed GEMM in the same rounds shows the machine's own drift
-        intro += " Machine noise while timing (a fixed GEMM between interleaved rounds): " + ", ".join(
-            f"{100 * (p.get('round_spread') or 0):.0f}% at {t} thread(s)" for t, p in sorted(noise.items())) + "."
+    if noise_text(results.data):
+        intro += " " + noise_text(results.data)
     threads = sorted({r.get("threads") for r in results.rows if r.get("threads")})
     md = [f"# {title}\n", intro + "\n", LEGEND_BENCH + "\n"]
     html_parts = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p><p>{html.escape(LEGEND_BENCH)}</p>",

@@ -27,7 +27,7 @@ for folder in "$@"; do
     dest="$folder/bench"; results="$dest/results.json"
     append=(); [ -f "$results" ] && append=(--append "$results")
   fi
-  # batch 1 over 200 runs in 5 rounds; throughput at batch 64, where a GPU earns its keep
+  # batch 1 over 200 runs in interleaved rounds; throughput at batch 64, where a GPU earns its keep
   timeout "${GPU_BENCH_TIMEOUT:-300}" $EDGEDERM bench "$folder" --gpu only --threads 1 --runs 200 --warmup 50 \
     --throughput-batch 64 --no-peers --no-peak "${append[@]}" --out "$dest" || status=1
 done

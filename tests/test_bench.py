@@ -255,6 +255,7 @@ def test_report_shows_every_artifact(tiny_results, tmp_path):
 
     written = render(tiny_results, tmp_path)
     page = written["report.html"].read_text()
+    assert "Machine noise while timing: a fixed GEMM varied" in page  # the drift the latencies were taken under
     measured_rows = measured(tiny_results.rows)
     assert sorted(written["plotted"]) == sorted(label(r, False) for r in measured_rows)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

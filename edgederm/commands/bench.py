@@ -64,11 +64,10 @@ def run(args) -> int:
         print(f"\n{t} thread(s):")
         print_table(table_rows(results, t))
     failed = [r for r in results.rows if r["status"] == "failed" and r.get("role") != "peer"]
-    from edgederm.report import LEGEND_BENCH
+    from edgederm.report import LEGEND_BENCH, noise_text
 
-    for t, p in sorted((results.data.get("machine_noise") or {}).items()):
-        print(f"machine noise at {t} thread(s): a fixed GEMM timed in the same rounds varied "
-              f"{100 * (p.get('round_spread') or 0):.0f}% between rounds; single-run differences smaller than that deserve a second run")
+    if noise_text(results.data):
+        print("\n" + noise_text(results.data))
     print("\n" + LEGEND_BENCH)
     print(f"results: {json_path}\n         {csv_path}\nreport:  edgederm report {json_path}")
     return 1 if failed else 0
