@@ -111,7 +111,10 @@ def cmd_train(args) -> int:
     config = TrainConfig(args.model, args.dataset or "derm7", epochs=args.epochs or 5, batch_size=args.batch_size,
                          lr=args.lr, pretrained=args.pretrained if args.pretrained != "none" else False,
                          distill_from=args.distill_from, train_limit=args.limit, seed=args.seed,
-                         input_size=input_size, extra={"init_from": str(args.init)} if args.init else {})
+                         input_size=input_size, freeze_blocks=args.freeze_blocks,
+                         progressive_size=tuple(args.progressive_size[:2]) if args.progressive_size else None,
+                         progressive_epochs=args.progressive_size[2] if args.progressive_size else 0,
+                         extra={"init_from": str(args.init)} if args.init else {})
     out = Path(args.out) if args.out else ckpt_dir / args.model
     print(train(config, root, out, n_boot=args.bootstrap, initial_model=initial, card_fields=card_fields))
     return 0
@@ -309,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model further (--model defaults to its architecture)")
     sp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
     sp.add_argument("--limit", type=int, help="train on a class-stratified subset of this many images")
+    sp.add_argument("--freeze-blocks", type=int, default=0,
+                    help="freeze the stem and the first N blocks of a pretrained EfficientNet/MobileNet")
+    sp.add_argument("--progressive-size", type=int, nargs=3, metavar=("H", "W", "EPOCHS"),
+                    help="train the first EPOCHS epochs at H x W, the rest at the input size")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test CIs")
     sp.add_argument("--out", help="checkpoint path (.safetensors)")

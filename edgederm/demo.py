@@ -40,7 +40,7 @@ def run_demo(data: str | None = None, synthetic: bool = False, quick: bool = Fal
     else:
         limit, epochs = (300, 1) if quick else ((1500, 2) if real else (None, 3))
         config = TrainConfig("efficientnet_lite0", "derm7", epochs=epochs, batch_size=32, lr=1e-3,
-                             warmup_steps=20, pretrained="imagenet", train_limit=limit)
+                             warmup_steps=20, pretrained="imagenet", train_limit=limit, freeze_blocks=2)
         log(f"demo: fine-tuning EfficientNet-Lite0 (offline ImageNet weights) on "
             f"{limit or 'all'} training images for {epochs} epoch(s)")
         ckpt = train(config, root, home() / "demo" / f"lite0_{tag}", n_boot=200 if quick else 1000)

@@ -29,12 +29,16 @@ def _add(recipe: Recipe) -> None:
 
 
 _add(Recipe("lite0_derm7", TrainConfig(
-    "efficientnet_lite0", "derm7", epochs=8, batch_size=32, lr=1e-3, warmup_steps=150, pretrained="imagenet"),
-    "EfficientNet-Lite0 from the offline ImageNet weights; the only family with pretraining offline."))
+    "efficientnet_lite0", "derm7", epochs=9, batch_size=32, lr=1e-3, warmup_steps=150, pretrained="imagenet",
+    progressive_size=(112, 150), progressive_epochs=6, freeze_blocks=2),
+    "EfficientNet-Lite0 from the offline ImageNet weights; the only family with pretraining offline. "
+    "Six epochs at 112x150 then three at 144x192, stem and first two stages frozen (docs/benchmarks.md)."))
 _add(Recipe("mnv3l_derm7", TrainConfig(
-    "mobilenetv3_large", "derm7", epochs=7, batch_size=32, lr=2e-3, warmup_steps=200,
-    distill_alpha=0.8, distill_temperature=2.0), "MobileNetV3-Large from random init, distilled from the "
-    "Lite0 reference: from scratch it collapses toward nv in this budget (calibration.md).", teacher="lite0_derm7"))
+    "mobilenetv3_large", "derm7", epochs=8, batch_size=32, lr=2e-3, warmup_steps=200,
+    distill_alpha=0.8, distill_temperature=2.0, progressive_size=(112, 150), progressive_epochs=6),
+    "MobileNetV3-Large from random init, distilled from the Lite0 reference: from scratch it collapses toward nv "
+    "in this budget (calibration.md). Six epochs at 112x150 (teacher included), two at 144x192.",
+    teacher="lite0_derm7"))
 _add(Recipe("unet_lite0_lesionseg", TrainConfig(
     "unet_lite0", "lesionseg", epochs=4, batch_size=16, lr=2e-3, warmup_steps=50, pretrained="imagenet",
     input_size=(128, 192),

@@ -20,17 +20,20 @@ def to_input(batch_uint8, prep: Preprocessing):
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def augment(images, masks=None, generator=None, rotate_deg: float = 20.0, scale=(0.8, 1.0), jitter: float = 0.15):
+def augment(images, masks=None, generator=None, rotate_deg: float = 20.0, scale=(0.8, 1.0), jitter: float = 0.15,
+            out_size: tuple[int, int] | None = None):
     """Dermoscopy augmentation on a float NCHW batch in 0..1 (before normalisation).
 
     Lesions have no canonical orientation, so: horizontal and vertical flips, rotation,
     zoom-in and brightness/contrast/saturation jitter. ``masks`` (float N1HW) get the same
-    geometry (nearest neighbour).
+    geometry (nearest neighbour). ``out_size`` (H, W) resamples to another size in the same
+    pass, which is how progressive-resizing epochs get their smaller images for free.
     """
     import torch
     import torch.nn.functional as F
 
     n, _, h, w = images.shape
+    oh, ow = out_size or (h, w)
     g = generator
     angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(rotate_deg)
     s = scale[0] + torch.rand(n, generator=g) * (scale[1] - scale[0])
@@ -41,7 +44,7 @@ def augment(images, masks=None, generator=None, rotate_deg: float = 20.0, scale=
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = c * fx, -si * (h / w) * fy
     theta[:, 1, 0], theta[:, 1, 1] = si * (w / h) * fx, c * fy
-    grid = F.affine_grid(theta, (n, 3, h, w), align_corners=False)
+    grid = F.affine_grid(theta, (n, 3, oh, ow), align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if masks is not None:
         masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="reflection", align_corners=False)

@@ -40,6 +40,11 @@ class TrainConfig:
     distill_alpha: float = 0.7  # weight of the distillation term
     distill_temperature: float = 2.0
     train_limit: int | None = None  # use a class-stratified subset of this many training images
+    # Progressive resizing: the first ``progressive_epochs`` train at this (H, W), the rest at
+    # input_size. Pixels set the CPU cost, and ending at full size removes the train/test gap.
+    progressive_size: tuple[int, int] | None = None
+    progressive_epochs: int = 0
+    freeze_blocks: int = 0  # freeze the stem and the first N blocks (pretrained low-level features)
     seed: int = 0
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -72,6 +77,31 @@ def keep_freed_memory() -> bool:
         return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 62))
     except (OSError, AttributeError):
         return False
+
+
+def freeze_early_layers(model, n_blocks: int) -> list:
+    """Freeze the stem and the first ``n_blocks`` stages of a timm EfficientNet/MobileNet.
+
+    Their ImageNet edge and texture filters need no dermoscopy tuning, and they run at the
+    highest resolution: without gradients they skip the backward pass, measured here 1.5x more
+    Lite0 training images per second at 224 px with 2 stages frozen. Returns the frozen
+    modules, which the training loop keeps in eval mode so their BatchNorm statistics stay put.
+    """
+    if n_blocks <= 0:
+        return []
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not hasattr(model, "conv_stem"):
+        raise EdgeDermError(f"freeze_blocks needs a timm EfficientNet/MobileNet (conv_stem + blocks); "
+                            f"{type(model).__name__} has neither: set freeze_blocks to 0")
+    if n_blocks >= len(blocks):
+        raise EdgeDermError(f"freeze_blocks={n_blocks} would freeze all {len(blocks)} blocks: use fewer")
+    frozen = [model.conv_stem, getattr(model, "bn1", None), *list(blocks)[:n_blocks]]
+    frozen = [m for m in frozen if m is not None]
+    for module in frozen:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return frozen
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:
@@ -123,6 +153,7 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
         torch.nn.init.normal_(head.weight, std=0.01)
         torch.nn.init.zeros_(head.bias)
     model = model.to(memory_format=torch.channels_last).train()
+    frozen = freeze_early_layers(model, config.freeze_blocks)
     teacher = teacher_prep = None
     if config.distill_from:
         teacher, tcard = load_checkpoint(config.distill_from)
@@ -137,7 +168,7 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
         counts = np.bincount(tr.targets, minlength=n_classes).astype(np.float64)
         w = counts.sum() / np.maximum(counts, 1) / n_classes
         weight = torch.tensor(w / w.mean(), dtype=torch.float32)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(tr) // config.batch_size)
     total = steps_per_epoch * config.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, min(config.warmup_steps, total // 5)))
@@ -150,16 +181,19 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
     started = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
+        for module in frozen:
+            module.eval()
+        size = tuple(config.progressive_size) if config.progressive_size and epoch < config.progressive_epochs else None
         order = torch.randperm(len(tr), generator=gen)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size:(step + 1) * config.batch_size]
             x01 = images_t[idx].permute(0, 3, 1, 2).float().div_(255.0)
             if classify:
-                x01, _ = augment(x01, generator=gen)
+                x01, _ = augment(x01, generator=gen, out_size=size)
                 y = targets_t[idx]
             else:
-                x01, m = augment(x01, targets_t[idx].unsqueeze(1).float(), generator=gen)
+                x01, m = augment(x01, targets_t[idx].unsqueeze(1).float(), generator=gen, out_size=size)
                 y = m
             x = normalize_float(x01, prep)
             pred = model(x)
@@ -191,12 +225,13 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
             if (step + 1) % 20 == 0 or step + 1 == steps_per_epoch:
                 el = time.perf_counter() - t0
                 eta = el / (step + 1) * (steps_per_epoch - step - 1)
-                log(f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{steps_per_epoch} "
+                log(f"epoch {epoch + 1}/{config.epochs}{f' @{size[0]}x{size[1]}' if size else ''} step {step + 1}/{steps_per_epoch} "
                     f"loss {loss_sum / seen:.4f} lr {sched.get_last_lr()[0]:.2e} ({seen / el:.1f} img/s, {eta:.0f}s left)")
         val = score_arrays(model, va, prep, ds.classes if classify else None, n_boot=0)
         key = "balanced_accuracy" if classify else "dice"
         score = val[key].value
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, f"val_{key}": score,
+        history.append({"epoch": epoch + 1, "train_size": list(size or prep.input_size),
+                        "train_loss": loss_sum / seen, f"val_{key}": score,
                         "seconds": round(time.perf_counter() - t0, 1)})
         log(f"epoch {epoch + 1}: val {key} {score:.4f} ({time.perf_counter() - t0:.0f}s)")
         if score > best[0]:

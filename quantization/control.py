@@ -8,8 +8,9 @@ images. Ladder per format:
 
 * ONNX: ``int8`` -> ``int8`` with the layers the diagnosis found most sensitive kept in float
   -> int16 activations (QDQ, int8 weights) -> QAT (NNCF, a short fine-tune) -> fp16;
-* TFLite: ``int8`` -> ``int16x8`` -> fp16 (float fallback and QAT are not wired for TFLite yet:
-  those rungs say so in the table).
+* TFLite: ``int8`` -> ``int8`` with the ops TensorFlow's QuantizationDebugger found most sensitive
+  kept in float -> ``int16x8`` -> QAT (the tuned weights, quantized again by the TFLite
+  converter) -> fp16.
 
 Candidates are built in a staging folder inside the export folder; only the chosen one is moved
 next to the other artifacts and added to the manifest (with a ``quantize-control`` step: the
@@ -201,8 +202,8 @@ class ControlConfig:
         max_drop_pt: budget in points of the task metric (100 x drop).
         format: ``onnx`` or ``tflite``.
         val_images: validation images measured (0: the whole split).
-        fallback_layers: sensitive layers kept in float on the fallback rung (from the diagnosis).
-        diagnose_fallback: worst layers whose float fallback the diagnosis measures.
+        diagnose_fallback: worst layers whose float fallback the diagnosis measures; the fallback
+            rung keeps the greedy combination of those that helped (``diagnose.greedy_combination``).
         qat_steps: fine-tuning steps on the QAT rung (0 skips the rung).
         threads: runtime threads for metric and latency.
         n_verify: test images for the verification gates of the chosen artifact.
@@ -211,7 +212,6 @@ class ControlConfig:
     max_drop_pt: float = 1.0
     format: str = "onnx"
     val_images: int = 512
-    fallback_layers: int = 3
     diagnose_fallback: int = 6
     qat_steps: int = 100
     threads: int = 1
@@ -248,6 +248,15 @@ def ort_int16(ctx, config, target: Path):
                     "int8 weights per-channel, MinMax)", tool_versions=versions("onnxruntime", "onnx"))
 
 
+def _tflite_fallback_scheme():
+    from quantization.api import QuantScheme
+    from quantization.tflite import TFLiteFallbackConfig
+
+    return QuantScheme("int8_fallback", "tflite", TFLiteFallbackConfig(), "quantization.tflite:int8_fallback",
+                       "tflite_int8_fallback", "full int8, the most sensitive ops in float, float I/O",
+                       precision="int8")
+
+
 def _qat_scheme(steps: int):
     from quantization.api import QuantScheme
     from quantization.qat import QATConfig
@@ -266,6 +275,39 @@ def qat_onnx(ctx, config, target: Path):
     return Artifact(name="", path=str(target), format="onnx", precision="", inputs=list(base.inputs),
                     outputs=list(base.outputs), converter=f"NNCF QAT ({result.record()['steps']} steps) -> QDQ ONNX",
                     tool_versions=versions("nncf", "torch", "onnx"), notes=[f"qat: {result.record()}"])
+
+
+def _qat_tflite_scheme(steps: int):
+    from quantization.api import QuantScheme
+    from quantization.qat import QATConfig
+
+    return QuantScheme("qat", "tflite", QATConfig(steps=steps), "quantization.control:qat_tflite", "tflite_int8_qat",
+                       "NNCF QAT-tuned weights, TFLite full int8 (float I/O)", precision="int8")
+
+
+def qat_tflite(ctx, config, target: Path):
+    """QAT's tuned weights in the float model -> ONNX -> onnx2tf full int8 on the same calibration images."""
+    import tempfile
+
+    from converters import handler
+    from converters.common import versions
+    from converters.onnx2tflite import install, produce
+    from quantization.qat import qat_float_model
+
+    model, result = qat_float_model(ctx.deployable()[0], ctx.manifest, config, ctx.data_root,
+                                    calibration=ctx.calibration)
+    work = Path(tempfile.mkdtemp(prefix="qat-tflite-", dir=ctx.work))
+    onnx_path = work / "float" / "model.onnx"  # onnx2tf works on its own copy in ``work``
+    onnx_path.parent.mkdir()
+    handler("torch2onnx")(model, ctx.manifest, onnx_path)
+    cal = ctx.calibration
+    produced = produce(onnx_path, work, ["int8_floatio"], calibration=cal.inputs("NHWC"), calibration_images=cal.images)
+    artifact = install(produced["int8_floatio"], target, ctx.manifest, "int8_floatio")
+    artifact.converter = (f"NNCF QAT ({result.record()['steps']} steps) weights -> torch2onnx -> onnx2tf full int8 "
+                          "(float I/O, re-calibrated)")
+    artifact.tool_versions = {**artifact.tool_versions, **versions("nncf", "torch")}
+    artifact.notes.append(f"qat: {result.record()}")
+    return artifact
 
 
 def _fp16_onnx_scheme():
@@ -289,6 +331,15 @@ def onnx_fp16(ctx, config, target: Path):
     return Artifact(name="", path=str(target), format="onnx", precision="", inputs=list(base.inputs),
                     outputs=list(base.outputs), converter="onnxruntime.transformers float16 (keep_io_types)",
                     tool_versions=versions("onnxruntime", "onnx"))
+
+
+def _no_fallback(diag) -> str:
+    """Why the fallback rung built nothing, with the best single layer's measured gains."""
+    if not diag.fallbacks:
+        return "the diagnosis measured no fallback candidate"
+    f = diag.fallbacks[0]
+    return (f"none of {len(diag.fallbacks)} helped metric and agreement together (best: agreement "
+            f"{f.agreement_gain:+.3f}, metric {100 * f.metric_gain:+.2f} pt, {f.layer})")
 
 
 def control_folder(source, config: ControlConfig, data_root=None, calibration=None, gates=None) -> ControlResult:
@@ -339,15 +390,28 @@ def control_folder(source, config: ControlConfig, data_root=None, calibration=No
                 diag = diagnose_onnx(ctx.onnx_path(), ctx.calibration.inputs("NCHW"), val_x, targets, manifest.task,
                                      DiagnoseConfig(fallback=config.diagnose_fallback, stat_images=16, ort=base_cfg),
                                      manifest.model["name"], config.threads)
-                nodes = diag.sensitive_nodes(config.fallback_layers)
-                if not nodes:
-                    return Trial("", verdict="skipped", detail="the diagnosis found no layer whose float fallback helps")
+                pick = diag.recommended()
+                if pick is None:
+                    return Trial("", verdict="skipped", detail=_no_fallback(diag))
                 # The QDQ form the diagnosis measured: the QOperator default, built on the same
                 # un-preprocessed graph with the same nodes excluded, lost more than plain int8 (MNv3-L).
-                cfg = OrtStaticConfig(quant_format="QDQ", nodes_to_exclude=tuple(nodes), preprocess=False)
-                layers = ", ".join(f.layer.rsplit("/", 2)[-2] if "/" in f.layer else f.layer
-                                   for f in diag.fallbacks[:config.fallback_layers])
+                cfg = OrtStaticConfig(quant_format="QDQ", nodes_to_exclude=tuple(pick.nodes), preprocess=False)
+                layers = ", ".join(p.rsplit("/", 2)[-2] if "/" in p else p for p in pick.layer.split(" + "))
                 return build("int8:onnx", cfg, "onnx_int8_fallback", f"float: {layers}")()
+
+            def tflite_fallback_make() -> Trial:
+                from quantization.diagnose import DiagnoseConfig, diagnose_tflite
+                from quantization.tflite import TFLiteFallbackConfig, saved_model_dir
+
+                val_x = manifest.preprocessing.replace(layout="NHWC").normalize(images)
+                diag = diagnose_tflite(saved_model_dir(ctx), ctx.calibration.inputs("NHWC"), val_x, targets,
+                                       manifest.task, DiagnoseConfig(fallback=config.diagnose_fallback, stat_images=16),
+                                       manifest.model["name"], work=Path(ctx.work) / "tflite-debug")
+                pick = diag.recommended()
+                if pick is None:
+                    return Trial("", verdict="skipped", detail=_no_fallback(diag))
+                cfg = TFLiteFallbackConfig(tuple(pick.nodes), diag.settings["calibrated"])
+                return build(_tflite_fallback_scheme(), cfg, "tflite_int8_fallback", f"float: {pick.layer}")()
 
             def skipped(why):
                 return lambda: Trial("", verdict="skipped", detail=why)
@@ -361,9 +425,10 @@ def control_folder(source, config: ControlConfig, data_root=None, calibration=No
                          Rung("fp16", build(_fp16_onnx_scheme()))]
             else:
                 rungs = [Rung("int8", build("int8:tflite")),
-                         Rung("int8 + float fallback", skipped("TFLite float fallback (denylisted nodes) is not wired yet")),
+                         Rung("int8 + float fallback", tflite_fallback_make),
                          Rung("int16 activations", build("int16x8:tflite", TFLiteConfig("int16x8"))),
-                         Rung("QAT int8", skipped("QAT exports QDQ ONNX; onnx2tf of it is not wired yet")),
+                         Rung("QAT int8", build(_qat_tflite_scheme(config.qat_steps)) if config.qat_steps
+                              else skipped("--qat-steps 0")),
                          Rung("fp16", build("fp16:tflite"))]
 
             def discard(trial: Trial) -> None:

@@ -23,7 +23,11 @@ Two measurements, both on real images:
 
 ONNX goes through ``onnxruntime.quantization`` in the QDQ form of the ``int8:onnx`` scheme
 (same types, range method and pre-processing, so node names match its ``nodes_to_exclude``),
-which shows every quantized tensor. TFLite (``QuantizationDebugger``) is not built yet.
+which shows every quantized tensor. TFLite goes through TensorFlow's ``QuantizationDebugger`` on
+the SavedModel onnx2tf writes (the converter settings of ``int8:tflite``; ``tflite_debug``): there
+``own`` is the op's error on its own dequantized inputs (weights and output rounding included),
+the accumulated ``model`` figures are not measured ("-"), and a fallback keeps the op's output in
+float (``denylisted_nodes``).
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ class Diagnosis:
     float_figures: dict
     int8_figures: dict
     fallbacks: list[Fallback] = field(default_factory=list)  # largest gain first
-    combined: Fallback | None = None  # every layer with a positive gain kept in float at once
+    combined: Fallback | None = None  # the greedy combination of helpful layers (``greedy_combination``)
     settings: dict = field(default_factory=dict)
 
     @property
@@ -128,17 +132,26 @@ class Diagnosis:
         chosen = [f for f in self.fallbacks if f.agreement_gain > 0 or f.metric_gain > 0][:k]
         return list(dict.fromkeys(n for f in chosen for n in f.nodes))
 
+    def recommended(self) -> Fallback | None:
+        """The measured fallback to build: the greedy combination, else the best single layer, if it
+        is no worse than plain int8 on both figures and better on one."""
+        candidates = ([self.combined] if self.combined else []) + self.fallbacks
+        return next((f for f in candidates if _improves(f.metric_gain, f.agreement_gain)), None)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     def layer_rows(self, top: int | None = None) -> list[dict]:
+        def f(value, spec):  # "-" for what this format's route does not measure
+            return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
         rows = []
         for i, e in enumerate(self.layers[:top], 1):
-            rows.append({"#": i, "layer": e.layer, "op": e.op_type, "own SQNR dB": f"{e.own_sqnr_db:.1f}",
-                         "own cos": f"{e.own_cosine:.4f}", "chan SQNR dB": f"{e.channel_sqnr_db:.1f}",
-                         "model SQNR dB": f"{e.sqnr_db:.1f}",
-                         "model cos": f"{e.cosine:.4f}", "added dB": f"{e.added_db:+.1f}", "steps/σ": f"{e.steps_per_std:.1f}",
-                         "weight SQNR dB": "-" if e.weight_sqnr_db is None else f"{e.weight_sqnr_db:.1f}"})
+            rows.append({"#": i, "layer": e.layer, "op": e.op_type, "own SQNR dB": f(e.own_sqnr_db, ".1f"),
+                         "own cos": f(e.own_cosine, ".4f"), "chan SQNR dB": f(e.channel_sqnr_db, ".1f"),
+                         "model SQNR dB": f(e.sqnr_db, ".1f"), "model cos": f(e.cosine, ".4f"),
+                         "added dB": f(e.added_db, "+.1f"), "steps/σ": f(e.steps_per_std, ".1f"),
+                         "weight SQNR dB": f(e.weight_sqnr_db, ".1f")})
         return rows
 
     def fallback_rows(self) -> list[dict]:
@@ -148,7 +161,7 @@ class Diagnosis:
                  "Δ agree": "", metric: f"{self.int8_figures[self._metric_key]:.4f}", f"Δ {metric} pt": "",
                  "nodes": 0}]
         for f in self.fallbacks + ([self.combined] if self.combined else []):
-            label = f.layer if f is not self.combined else "all helpful layers together"
+            label = f.layer if f is not self.combined else f"greedy: {f.layer}"
             rows.append({"kept in float": label, agree: f"{f.agreement:.4f}", "Δ agree": f"{f.agreement_gain:+.4f}",
                          metric: f"{f.metric:.4f}", f"Δ {metric} pt": f"{100 * f.metric_gain:+.2f}",
                          "nodes": len(f.nodes)})
@@ -506,9 +519,90 @@ def diagnose_onnx(float_path: str | os.PathLike, calib_x: np.ndarray, eval_x: np
         for e in progress(candidates, desc="diagnose: float fallbacks"):
             diag.fallbacks.append(try_fallback(e.layer, e.fallback_nodes))
         diag.fallbacks.sort(key=lambda f: (f.agreement_gain, f.metric_gain), reverse=True)
-        helpful = diag.sensitive_nodes()
-        if len([f for f in diag.fallbacks if f.agreement_gain > 0 or f.metric_gain > 0]) > 1:
-            diag.combined = try_fallback("combined", helpful)
+        diag.combined = greedy_combination(diag, lambda nodes: try_fallback("", nodes))
+    return diag
+
+
+def _improves(metric_gain: float, agreement_gain: float) -> bool:
+    """Better on one figure and worse on neither: a fallback must not trade the task metric for
+    agreement with the float model, nor the reverse (the verification gates check both)."""
+    return metric_gain >= 0 and agreement_gain >= 0 and (metric_gain > 0 or agreement_gain > 0)
+
+
+def greedy_combination(diag: Diagnosis, try_nodes) -> Fallback | None:
+    """Add the helpful layers one at a time, best single gain first, keeping each only if the
+    combination improves on what is kept so far (``_improves``): single gains do not add up
+    (MobileNetV3-L: three layers that each helped lost more together than plain int8).
+    ``try_nodes(nodes) -> Fallback`` measures one combination. None unless two or more are kept.
+    """
+    helpful = [f for f in diag.fallbacks if _improves(f.metric_gain, f.agreement_gain)]
+    if len(helpful) < 2:
+        return None
+    kept, labels, best = list(helpful[0].nodes), [helpful[0].layer], helpful[0]
+    for f in helpful[1:]:
+        nodes = list(dict.fromkeys(kept + f.nodes))
+        if nodes == kept:
+            continue
+        trial = try_nodes(nodes)
+        log(f"diagnose: greedy + {f.layer}: metric {trial.metric:.4f}, agreement {trial.agreement:.4f} "
+            f"(kept so far {best.metric:.4f}, {best.agreement:.4f})")
+        if _improves(trial.metric - best.metric, trial.agreement - best.agreement):
+            kept, best = nodes, trial
+            labels.append(f.layer)
+    if len(labels) < 2:
+        return None
+    best.layer = " + ".join(labels)
+    return best
+
+
+def diagnose_tflite(saved_model: str | os.PathLike, calib_x: np.ndarray, eval_x: np.ndarray, eval_targets: np.ndarray,
+                    task: str, config: DiagnoseConfig = DiagnoseConfig(), model_name: str = "",
+                    work: str | os.PathLike | None = None) -> Diagnosis:
+    """The diagnosis of the TFLite int8 route from onnx2tf's SavedModel (see the module docstring).
+
+    ``calib_x`` and ``eval_x`` are normalised float32 **NHWC** batches. With ``work`` the
+    calibrated model stays there (``diag.settings["calibrated"]``) so that a chosen fallback
+    can be re-quantized without calibrating again (``tflite_debug``'s ``quantize`` mode).
+    """
+    from quantization.tflite_debug import run_child, short_name
+
+    with tempfile.TemporaryDirectory(prefix="edgederm-diagnose-") as tmp:
+        work = Path(work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        np.save(work / "calibration.npy", np.ascontiguousarray(calib_x, dtype=np.float32))
+        np.save(work / "eval.npy", np.ascontiguousarray(eval_x, dtype=np.float32))
+        log(f"diagnose: TFLite int8 calibration on {len(calib_x)} images, per-layer debugger on "
+            f"{min(len(calib_x), config.stat_images)} ...")
+        res = run_child({"mode": "debug", "saved_model": str(saved_model), "calibration": str(work / "calibration.npy"),
+                         "stat_images": config.stat_images, "eval": str(work / "eval.npy"),
+                         "fallback": config.fallback}, work)
+        nan = float("nan")
+        layers = [LayerError(short_name(r["tensor"]), r["op"], r["tensor"], r["own_sqnr_db"], r["own_cosine"],
+                             r["channel_sqnr_db"], nan, nan, nan, r["scale"], r["steps_per_std"],
+                             fallback_nodes=r["fallback"])
+                  for r in res["layers"]]
+        outputs = {k: np.load(v) for k, v in res["outputs"].items()}
+        ref = outputs.pop("float")
+        diag = Diagnosis("tflite", model_name or Path(saved_model).name, task, min(len(calib_x), config.stat_images),
+                         len(eval_x), layers, _figures(task, ref, ref, eval_targets),
+                         _figures(task, ref, outputs.pop("int8"), eval_targets),
+                         settings={"quantizer": "TFLiteConverter (Optimize.DEFAULT, onnx2tf's SavedModel) under "
+                                                "tf.lite.experimental.QuantizationDebugger",
+                                   "calibration_images": len(calib_x),
+                                   "calibrated": res["calibrated"] if work != Path(tmp) else None})
+        by_tensor = {e.tensor: e for e in layers}
+        for tensor, out in outputs.items():
+            diag.fallbacks.append(_fallback(diag, short_name(tensor), by_tensor[tensor].fallback_nodes,
+                                            _figures(task, ref, out, eval_targets)))
+        diag.fallbacks.sort(key=lambda f: (f.agreement_gain, f.metric_gain), reverse=True)
+        calibrated = res["calibrated"]
+
+        def try_nodes(nodes: list[str]) -> Fallback:
+            out = run_child({"mode": "quantize", "calibrated": calibrated, "denylist": nodes,
+                             "target": str(work / "combined.tflite"), "eval": str(work / "eval.npy")}, work)
+            return _fallback(diag, "", nodes, _figures(task, ref, np.load(out["outputs"]["quantized"]), eval_targets))
+
+        diag.combined = greedy_combination(diag, try_nodes)
     return diag
 
 
@@ -540,8 +634,17 @@ def diagnose_folder(folder: str | os.PathLike, config: DiagnoseConfig = Diagnose
     if config.format == "onnx":
         return diagnose_onnx(folder / onnx_art.path, calib.inputs("NCHW"), prep.replace(layout="NCHW").normalize(images),
                              targets, manifest.task, config, manifest.model["name"], threads)
-    raise EdgeDermError(f"--format {config.format!r}: diagnose handles onnx only so far (the TFLite route "
-                        "quantizes the same graph; its QuantizationDebugger route is not built yet)")
+    if config.format == "tflite":
+        from converters.onnx2tflite import produce
+
+        with tempfile.TemporaryDirectory(prefix="edgederm-diagnose-") as work:
+            log("diagnose: onnx2tf SavedModel of the fp32 ONNX file ...")
+            produced = produce(folder / onnx_art.path, Path(work), ["int8_floatio"], calibration=calib.inputs("NHWC"),
+                               calibration_images=calib.images)
+            return diagnose_tflite(produced["int8_floatio"].parent, calib.inputs("NHWC"),
+                                   prep.replace(layout="NHWC").normalize(images), targets, manifest.task, config,
+                                   manifest.model["name"])
+    raise EdgeDermError(f"--format {config.format!r}: diagnose handles onnx and tflite")
 
 
 def plot(diag: Diagnosis, path: str | os.PathLike, top: int = 30) -> Path:
@@ -556,8 +659,11 @@ def plot(diag: Diagnosis, path: str | os.PathLike, top: int = 30) -> Path:
     layers = diag.layers[:top][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(layers) + 1.4))
     ys = np.arange(len(layers))
-    ax.barh(ys, [e.own_sqnr_db for e in layers], color="#c0504d", label="own SQNR (this quantizer alone)")
-    ax.scatter([e.sqnr_db for e in layers], ys, color="#1f497d", zorder=3, s=14, label="model SQNR (accumulated)")
+    ax.barh(ys, [e.own_sqnr_db if math.isfinite(e.own_sqnr_db) else np.nan for e in layers], color="#c0504d",
+            label="own SQNR (this quantizer alone)")
+    accumulated = [(e.sqnr_db, y) for e, y in zip(layers, ys) if math.isfinite(e.sqnr_db)]
+    if accumulated:  # the TFLite route measures each op's own error only
+        ax.scatter(*zip(*accumulated), color="#1f497d", zorder=3, s=14, label="model SQNR (accumulated)")
     ax.set_yticks(ys, [f"{'…' + e.layer[-38:] if len(e.layer) > 39 else e.layer} ({e.op_type})" for e in layers],
                   fontsize=7)
     ax.set_xlabel("SQNR, dB (higher is better)")

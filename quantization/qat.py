@@ -8,7 +8,8 @@
    exported by the TorchScript exporter (opset 17) to standard QDQ ONNX that ONNX Runtime runs
    (NNCF's default export emits ``org.openvinotoolkit:FakeQuantize``, which ORT refuses;
    ``dynamo=True`` fails on NNCF's data-dependent guards: docs/toolchain.md);
-4. onward to TFLite through onnx2tf, when asked (``to_tflite``).
+4. for TFLite, ``qat_float_model`` puts the tuned weights back into the float model instead,
+   which the TFLite converter quantizes (it takes float graphs only).
 
 CPU notes: NNCF's CPU quantize kernels are a C++ extension compiled on first use, which on a
 2-core machine takes longer than NNCF's 60 s load timeout and leaves a lock file behind; and its
@@ -196,6 +197,39 @@ def qat(model, manifest, out_path: str | os.PathLike, config: QATConfig = QATCon
 
     ``calibration`` is a ``quantization.calibration.CalibrationSet`` (default: train images).
     """
+    t0 = time.perf_counter()
+    qmodel, losses = quantize_and_fine_tune(model, manifest, config, data_root, calibration)
+    output = "logits" if manifest.task == "classification" else "mask_logits"
+    export_qdq(qmodel, manifest.preprocessing.input_size, Path(out_path), output)
+    return QATResult(Path(out_path), losses, time.perf_counter() - t0, config)
+
+
+def qat_float_model(model, manifest, config: QATConfig = QATConfig(), data_root=None, calibration=None):
+    """(float model with the QAT-tuned weights, QATResult without a file) for converters that quantize again.
+
+    The TFLite converter takes float graphs only, and onnx2tf turns a QDQ file into float
+    arithmetic; so the weights QAT tuned against int8 rounding go into a copy of the float
+    original, which the TFLite converter then quantizes with its own calibration. The
+    weights' adaptation carries over (same per-channel symmetric int8 grid); the activation
+    ranges QAT learned do not.
+    """
+    import copy
+
+    t0 = time.perf_counter()
+    float_model = copy.deepcopy(model).eval()  # before NNCF touches the original
+    qmodel, losses = quantize_and_fine_tune(model, manifest, config, data_root, calibration)
+    tuned = qmodel.state_dict()
+    own = float_model.state_dict()
+    missing = [k for k in own if k not in tuned or tuned[k].shape != own[k].shape]
+    if missing:
+        raise EdgeDermError(f"the QAT model does not carry the float model's tensors ({', '.join(missing[:3])} ...): "
+                            "cannot hand its weights to the TFLite converter")
+    float_model.load_state_dict({k: tuned[k].detach().clone() for k in own})
+    return float_model, QATResult(Path(), losses, time.perf_counter() - t0, config)
+
+
+def quantize_and_fine_tune(model, manifest, config: QATConfig, data_root=None, calibration=None):
+    """(NNCF fake-quantized model after ``config.steps`` steps, losses)."""
     import torch
 
     from edgederm.data import load_dataset
@@ -203,7 +237,6 @@ def qat(model, manifest, out_path: str | os.PathLike, config: QATConfig = QATCon
     from edgederm.data.layouts import find_dataset
     from quantization.calibration import CalibrationConfig, load_calibration
 
-    t0 = time.perf_counter()
     torch.set_num_threads(config.threads or os.cpu_count() or 2)
     if calibration is None:
         calibration = load_calibration(manifest, CalibrationConfig(size=config.calibration_images, seed=config.seed),
@@ -217,6 +250,4 @@ def qat(model, manifest, out_path: str | os.PathLike, config: QATConfig = QATCon
         arrays = load_arrays(ds, manifest.preprocessing, desc="qat: decode train images")
         losses = fine_tune(qmodel, manifest.task, arrays.images, arrays.targets, manifest.preprocessing, config,
                            len(manifest.classes) if manifest.task == "classification" else None)
-    output = "logits" if manifest.task == "classification" else "mask_logits"
-    export_qdq(qmodel, manifest.preprocessing.input_size, Path(out_path), output)
-    return QATResult(Path(out_path), losses, time.perf_counter() - t0, config)
+    return qmodel, losses

@@ -144,6 +144,15 @@ def xnnpack_coverage(path: Path, threads: int = 2) -> tuple[int, dict[str, int]]
     return len(delegates), dict(Counter(outside.values()))
 
 
+def note_xnnpack_coverage(artifact: Artifact, path: Path) -> None:
+    """Note the ops XNNPACK leaves to LiteRT's own kernels: what makes an int8 file slower than its
+    fp32 twin (MobileNetV3: HARD_SWISH, RELU_0_TO_1), or what a float fallback costs."""
+    partitions, left = xnnpack_coverage(path)
+    if left:
+        artifact.notes.append(f"XNNPACK runs it in {partitions} partitions; left to LiteRT's own kernels: "
+                              + ", ".join(f"{op} x{n}" for op, n in sorted(left.items())))
+
+
 def quantize(ctx, config: TFLiteConfig, target: Path) -> Artifact:
     """Handler for ``dynamic|int8|int8_floatio|int16x8:tflite``."""
     from converters.onnx2tflite import install
@@ -158,12 +167,49 @@ def quantize(ctx, config: TFLiteConfig, target: Path) -> Artifact:
         artifact.notes.append(f"integer I/O: feed {artifact.inputs[0].dtype} = round(x / {q.get('scale', 0):.6g} + "
                               f"{q.get('zero_point', 0)}) of the normalised input; read outputs as "
                               "(y - zero_point) * scale (manifest inputs/outputs carry both)")
-    partitions, left = xnnpack_coverage(target)
-    if left:  # what makes an int8 file slower than its fp32 twin (MobileNetV3: HARD_SWISH, RELU_0_TO_1)
-        artifact.notes.append(f"XNNPACK runs it in {partitions} partitions; left to LiteRT's own kernels: "
-                              + ", ".join(f"{op} x{n}" for op, n in sorted(left.items())))
+    note_xnnpack_coverage(artifact, target)
     if config.variant == "int16x8":
         artifact.notes.append("int16 activations run on LiteRT's reference kernels (no XNNPACK): accurate but slow")
+    return artifact
+
+
+def saved_model_dir(ctx) -> Path:
+    """The SavedModel onnx2tf wrote on its calibrated run (shared with ``int8:tflite``'s run)."""
+    have = _outputs(ctx, TFLiteConfig("int8"))
+    folder = next(iter(have.values())).parent
+    if not (folder / "saved_model.pb").exists():
+        raise EdgeDermError(f"onnx2tf left no SavedModel in {folder}: the TFLite debugger needs one")
+    return folder
+
+
+@dataclass(frozen=True)
+class TFLiteFallbackConfig:
+    """Attributes:
+        denylist: TFLite op output tensors kept in float (``diagnose --format tflite`` names them).
+        calibrated: the debugger's calibrated model (``Diagnosis.settings["calibrated"]``): the
+            ranges are reused, not measured again.
+    """
+
+    denylist: tuple[str, ...] = ()
+    calibrated: str = ""
+
+
+def int8_fallback(ctx, config: TFLiteFallbackConfig, target: Path) -> Artifact:
+    """Full int8 with float I/O, the ``denylist`` ops left in float (TensorFlow's selective quantization)."""
+    from converters.onnx2tflite import install
+    from quantization.tflite_debug import run_child, short_name
+
+    if not config.denylist or not config.calibrated:
+        raise EdgeDermError("the TFLite float fallback needs the layers to keep in float and the calibrated model: "
+                            "run edgederm diagnose --format tflite, or quantize --max-drop")
+    work = Path(config.calibrated).parent
+    res = run_child({"mode": "quantize", "calibrated": config.calibrated, "denylist": list(config.denylist),
+                     "target": str(work / "fallback.tflite")}, work)
+    artifact = install(Path(res["target"]), target, ctx.manifest, "int8_floatio")
+    artifact.converter = ("TFLiteConverter on onnx2tf's SavedModel (Optimize.DEFAULT, selective quantization), "
+                          "float I/O")
+    artifact.notes.append("kept in float: " + ", ".join(short_name(t) for t in config.denylist))
+    note_xnnpack_coverage(artifact, target)
     return artifact
 
 

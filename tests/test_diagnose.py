@@ -122,6 +122,102 @@ def test_plot_is_written_headless(tmp_path):
     assert not list(tmp_path.glob(".p.png.tmp-*"))
 
 
+def test_greedy_combination_keeps_only_layers_that_help_together():
+    from quantization.diagnose import Diagnosis, Fallback, greedy_combination
+
+    figs = {"top1_agreement": 0.80, "balanced_accuracy_artifact": 0.50}
+    diag = Diagnosis("onnx", "m", "classification", 8, 8, [], figs, figs)
+    diag.fallbacks = [Fallback("a", ["a"], 0.85, 0.55, 0.05, 0.05), Fallback("b", ["b"], 0.83, 0.53, 0.03, 0.03),
+                      Fallback("c", ["c", "a"], 0.82, 0.52, 0.02, 0.02), Fallback("d", ["d"], 0.79, 0.49, -0.01, -0.01)]
+    together = {("a", "b"): 0.51, ("a", "c"): 0.58}  # b hurts next to a; c adds; d never helped alone
+    tried = []
+
+    def try_nodes(nodes):
+        tried.append(tuple(nodes))
+        m = together[tuple(nodes)]
+        return Fallback("", list(nodes), 0.85, m, 0.0, m - 0.50)
+
+    best = greedy_combination(diag, try_nodes)
+    assert tried == [("a", "b"), ("a", "c")]  # each helpful layer once, in order of single gain; d not tried
+    assert best.nodes == ["a", "c"] and best.layer == "a + c" and best.metric == 0.58
+    diag.combined = best
+    assert diag.recommended() is best
+    diag.combined = None
+    assert diag.recommended().layer == "a"  # no combination: the best single
+
+
+# --- the TFLite route (TensorFlow's QuantizationDebugger, in a child process) --------------------------
+_SAVED_MODEL = r"""
+import sys, numpy as np, tensorflow as tf
+w1, w2 = np.load(sys.argv[2]), np.load(sys.argv[3])
+class Tiny(tf.Module):
+    def __init__(self):
+        self.w1, self.w2 = tf.Variable(w1), tf.Variable(w2)
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32, name="input")])
+    def __call__(self, x):
+        t1 = tf.nn.conv2d(x, self.w1, 1, "VALID", name="conv1")
+        t2 = tf.nn.conv2d(t1, self.w2, 1, "VALID", name="conv2")
+        return tf.reduce_mean(t2, axis=[1, 2])
+m = Tiny()
+tf.saved_model.save(m, sys.argv[1], signatures=m.__call__)
+"""
+
+
+def _tiny_saved_model(path, outlier: float):
+    """The same tiny classifier as ``_tiny_onnx``, as a NHWC TensorFlow SavedModel (what onnx2tf writes)."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (4, 3)).astype(np.float32)
+    w1[0] *= outlier
+    w2 = rng.normal(0, 1.0, (5, 4)).astype(np.float32)
+    w2[:, 0] = 0.0
+    np.save(path.parent / "w1.npy", w1.T[None, None])  # HWIO
+    np.save(path.parent / "w2.npy", w2.T[None, None])
+    subprocess.run([sys.executable, "-c", _SAVED_MODEL, str(path), str(path.parent / "w1.npy"),
+                    str(path.parent / "w2.npy")], check=True, capture_output=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
+    return path
+
+
+def _float_logits(x_nhwc, outlier):
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (4, 3)).astype(np.float32)
+    w1[0] *= outlier
+    w2 = rng.normal(0, 1.0, (5, 4)).astype(np.float32)
+    w2[:, 0] = 0.0
+    return np.einsum("nhwc,oc->nhwo", np.einsum("nhwc,oc->nhwo", x_nhwc, w1), w2).mean((1, 2))
+
+
+@pytest.mark.slow
+def test_tflite_diagnosis_finds_the_destroyed_layer_and_its_fallback_recovers(tmp_path):
+    from quantization.diagnose import DiagnoseConfig, diagnose_tflite
+
+    saved = _tiny_saved_model(tmp_path / "sm", outlier=3000.0)
+    calib, val = _inputs(32, seed=1).transpose(0, 2, 3, 1), _inputs(64, seed=2).transpose(0, 2, 3, 1)
+    targets = _float_logits(val, 3000.0).argmax(1)
+    diag = diagnose_tflite(saved, np.ascontiguousarray(calib), np.ascontiguousarray(val), targets, "classification",
+                           DiagnoseConfig(fallback=3, stat_images=16), work=tmp_path / "work")
+    assert diag.format == "tflite" and diag.layers
+    own = [e.own_sqnr_db for e in diag.layers]
+    assert own == sorted(own), "worst own SQNR first"
+    # conv1's outlier channel dominates its power, so its own SQNR looks healthy; the median
+    # channel shows the other channels rounded away (as chan SQNR does on the ONNX route)
+    worst = min(diag.layers, key=lambda e: e.channel_sqnr_db if math.isfinite(e.channel_sqnr_db) else math.inf)
+    assert worst.op_type == "CONV_2D" and "conv1" in worst.tensor, [(e.layer, e.channel_sqnr_db) for e in diag.layers]
+    assert worst.channel_sqnr_db < 10 < worst.own_sqnr_db
+    assert len(worst.fallback_nodes) == 2 and "conv2" in worst.fallback_nodes[1]  # producer + consumer
+    assert diag.float_figures["top1_agreement"] == 1.0
+    assert diag.int8_figures["top1_agreement"] < 0.7, "the outlier must actually break plain int8"
+    best = diag.fallbacks[0]
+    assert best.nodes == worst.fallback_nodes and best.agreement >= 0.95 and best.agreement_gain > 0.3
+    assert diag.settings["calibrated"] and (tmp_path / "work" / "calibrated.tflite").exists()
+    rows = diag.layer_rows()
+    assert rows[0]["model SQNR dB"] == "-" and rows[0]["own SQNR dB"] != "-"
+
+
 # --- the escalation policy with fake rungs --------------------------------------------------------
 def _rung(name, metric, log, made=None):
     def make():
@@ -186,3 +282,26 @@ def test_qat_runs_a_few_steps_and_exports_qdq_onnx(tiny_classifier, synthetic_ro
     h, w = card.preprocessing.input_size
     y = run_onnx(result.onnx_path, np.random.default_rng(0).normal(0, 1, (2, 3, h, w)).astype(np.float32))
     assert y.shape == (2, len(card.classes)) and np.isfinite(y).all()
+
+
+def test_qat_float_model_carries_the_tuned_weights(tiny_classifier, synthetic_root):
+    import torch
+
+    from edgederm.checkpoint import load_checkpoint
+    from edgederm.export import manifest_for
+    from quantization.qat import QATConfig, qat_float_model
+
+    model, card = load_checkpoint(tiny_classifier)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    manifest = manifest_for(card, tiny_classifier, "tiny")
+    tuned, result = qat_float_model(model, manifest, QATConfig(steps=3, batch_size=4, lr=1e-3, train_images=16,
+                                                               calibration_images=8), data_root=synthetic_root)
+    assert len(result.losses) == 3
+    after = tuned.state_dict()
+    assert set(after) == set(before), "the same float architecture, no quantizer left in it"
+    changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert changed, "QAT's fine-tuning must reach the float weights"
+    h, w = card.preprocessing.input_size
+    with torch.no_grad():
+        y = tuned(torch.randn(2, 3, h, w))
+    assert y.shape == (2, len(card.classes)) and torch.isfinite(y).all()

@@ -440,3 +440,37 @@ def test_cli_list_and_export_quantize(tiny_classifier, synthetic_root, tmp_path)
     m = Manifest.load(tmp_path)
     assert [s["stage"] for s in m.steps] == ["export", "verify", "quantize", "verify"]
     assert m.artifact("onnx_int8").verify["status"] == "pass"
+
+
+@pytest.mark.slow
+def test_tflite_fallback_and_qat_rungs_build_runnable_int8(cls_export, synthetic_root, tmp_path):
+    """The TFLite rungs of --max-drop: the debugger's fallback re-quantization and QAT weights -> TFLite int8."""
+    from device_bench.runners import open_runner
+    from quantization.control import _qat_tflite_scheme, _tflite_fallback_scheme
+    from quantization.diagnose import DiagnoseConfig, diagnose_tflite
+    from quantization.qat import QATConfig
+    from quantization.tflite import TFLiteFallbackConfig, saved_model_dir
+
+    folder = tmp_path / "export"
+    shutil.copytree(cls_export, folder)
+    with QuantContext(folder, calibration=CalibrationConfig(size=12), data_root=synthetic_root) as ctx:
+        x = ctx.calibration.inputs("NHWC")
+        targets = np.zeros(len(x), np.int64)
+        diag = diagnose_tflite(saved_model_dir(ctx), x, x, targets, "classification",
+                               DiagnoseConfig(fallback=1, stat_images=4), work=ctx.work / "debug")
+        assert diag.layers and diag.fallbacks and diag.settings["calibrated"]
+        nodes = diag.layers[0].fallback_nodes
+        fb = run_scheme(ctx, _tflite_fallback_scheme(), TFLiteFallbackConfig(tuple(nodes), diag.settings["calibrated"]),
+                        name="tflite_int8_fallback")
+        qat = run_scheme(ctx, _qat_tflite_scheme(2), QATConfig(steps=2, batch_size=4, train_images=16,
+                                                                calibration_images=8), name="tflite_int8_qat")
+        for art in (fb, qat):
+            path = folder / art.path
+            assert path.exists() and art.precision == "int8" and art.inputs[0].dtype == "float32"
+            runner = open_runner(path, "tflite")
+            details = runner.interpreter.get_tensor_details()
+            assert any(np.dtype(d["dtype"]) == np.int8 for d in details), "weights/activations must be int8"
+        assert any("kept in float" in n for n in fb.notes) and "QAT" in qat.converter
+        # the fallback's kept op runs in float: its output tensor is float32 in the file
+        kept = {d["name"]: np.dtype(d["dtype"]) for d in open_runner(folder / fb.path, "tflite").interpreter.get_tensor_details()}
+        assert kept.get(nodes[0]) == np.float32, (nodes[0], kept.get(nodes[0]))

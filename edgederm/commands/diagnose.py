@@ -9,8 +9,8 @@ from pathlib import Path
 def register(sub) -> None:
     sp = sub.add_parser("diagnose", help="per-layer int8 error (SQNR, cosine) and the float fallbacks that help most")
     sp.add_argument("folder", help="export folder (or its manifest.json) holding the fp32 ONNX file")
-    sp.add_argument("--format", default="onnx", choices=["onnx"],
-                    help="which int8 route to diagnose (onnx; TFLite is not built yet)")
+    sp.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
+                    help="which int8 route to diagnose: ONNX Runtime's, or the TFLite converter's")
     sp.add_argument("--top", type=int, default=10, help="layers shown in the table (worst first)")
     sp.add_argument("--fallback", type=int, default=5,
                     help="worst layers re-quantized with a float fallback to measure the gain (0: skip)")
@@ -48,9 +48,10 @@ def run(args) -> int:
     if diag.fallbacks:
         print(f"\nfloat fallback of the worst layers, on {diag.eval_images} verification images:")
         print_table(diag.fallback_rows())
-        helpful = diag.sensitive_nodes()
-        print("\nkeep in float: " + (", ".join(helpful) if helpful else "no single layer helps; try int16 activations, "
-                                     "QAT or fp16 (edgederm quantize --max-drop)"))
+        pick = diag.recommended()
+        print("\nkeep in float: " + (f"{pick.layer} ({len(pick.nodes)} nodes: {', '.join(pick.nodes)})" if pick else
+                                     "no single layer helps; try int16 activations, QAT or fp16 "
+                                     "(edgederm quantize --max-drop)"))
     if args.plot:
         print(f"plot: {plot(diag, args.plot, top=max(args.top, 10))}")
     if args.json:
