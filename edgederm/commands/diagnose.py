@@ -81,7 +81,7 @@ def run_control(args) -> int:
 
         raise EdgeDermError("--max-drop escalates one format at a time: pass --format onnx or --format tflite")
     config = ControlConfig(max_drop_pt=args.max_drop, format=fmt[0], val_images=args.val_images,
-                           qat_steps=args.qat_steps, n_verify=min(args.verify_images, 512))
+                           qat_steps=args.qat_steps, n_verify=args.verify_images)
     calibration = CalibrationConfig(source=args.calibration, size=args.calibration_size, seed=args.calibration_seed)
     try:
         result = control_folder(args.folder, config, find_data_root(args.data), calibration, _gates_from_args(args))
