@@ -660,7 +660,7 @@ def plot(diag: Diagnosis, path: str | os.PathLike, top: int = 30) -> Path:
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(layers) + 1.4))
     ys = np.arange(len(layers))
     ax.barh(ys, [e.own_sqnr_db if math.isfinite(e.own_sqnr_db) else np.nan for e in layers], color="#c0504d",
-            label="own SQNR (this quantizer alone)")
+            label="own SQNR (this op alone)" if diag.format == "tflite" else "own SQNR (this quantizer alone)")
     accumulated = [(e.sqnr_db, y) for e, y in zip(layers, ys) if math.isfinite(e.sqnr_db)]
     if accumulated:  # the TFLite route measures each op's own error only
         ax.scatter(*zip(*accumulated), color="#1f497d", zorder=3, s=14, label="model SQNR (accumulated)")
