@@ -37,6 +37,22 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def run_tensorflow_child(argv: list[str], cwd, timeout: int):
+    """Run a TensorFlow job in a child process (TF and torch share a process badly), CPU only and
+    without TF's C++ chatter; returns the ``subprocess.CompletedProcess`` (text output captured)."""
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(argv, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def child_error_lines(proc, last: int = 3) -> list[str]:
+    """The last lines of a failed child's output that name an error: TF's log lines bury them."""
+    lines = (proc.stderr + "\n" + proc.stdout).strip().splitlines()
+    errors = [ln for ln in lines if "Error" in ln or "error:" in ln or "not supported" in ln]
+    return errors[-last:] or lines[-last:]
+
+
 def versions(*packages: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

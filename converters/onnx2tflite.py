@@ -16,16 +16,15 @@ preprocessing is the only normalisation; onnx2tf's MS-COCO sample is never used.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from converters.common import atomic_output, unsupported_op_error, versions
+from converters.common import (atomic_output, child_error_lines, run_tensorflow_child, unsupported_op_error,
+                               versions)
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest, TensorSpec
 
@@ -69,14 +68,9 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
     shutil.copyfile(onnx_path, private)
     args = {"input_onnx_file_path": str(private), "output_folder_path": str(out),
             "copy_onnx_input_output_names_to_tflite": True, "non_verbose": True, **(extra or {})}
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = run_tensorflow_child([sys.executable, "-c", _CHILD, json.dumps(args)], workdir, timeout)
     if proc.returncode != 0:
-        lines = (proc.stderr + "\n" + proc.stdout).strip().splitlines()
-        # TF's C++ log lines (W0000/I0000/WARNING: All log messages...) bury the real error.
-        errors = [ln for ln in lines if "Error" in ln or "error:" in ln or "not supported" in ln]
-        raise unsupported_op_error(RuntimeError("\n".join(errors[-3:] or lines[-3:])), "TFLite", onnx_path.stem)
+        raise unsupported_op_error(RuntimeError("\n".join(child_error_lines(proc))), "TFLite", onnx_path.stem)
     (out / "log.txt").write_text(proc.stdout + "\n" + proc.stderr)  # onnx2tf reports quantization failures only here
     return out
 

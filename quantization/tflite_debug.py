@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,18 +34,16 @@ from edgederm.errors import EdgeDermError
 # --- parent side -----------------------------------------------------------------------------
 def run_child(spec: dict, workdir: Path, timeout: int = 1800) -> dict:
     """Run one mode in a child process; returns what it wrote in ``result.json``."""
+    from converters.common import child_error_lines, run_tensorflow_child
+
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / f"spec-{spec['mode']}.json"
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-m", "quantization.tflite_debug", str(spec_path)], env=env,
-                          capture_output=True, text=True, timeout=timeout,
-                          cwd=str(Path(__file__).resolve().parents[1]))
+    proc = run_tensorflow_child([sys.executable, "-m", "quantization.tflite_debug", str(spec_path)],
+                                Path(__file__).resolve().parents[1], timeout)
     result = workdir / f"result-{spec['mode']}.json"
     if proc.returncode != 0 or not result.exists():
-        lines = [ln for ln in (proc.stderr + "\n" + proc.stdout).strip().splitlines()
-                 if "Error" in ln or "error" in ln] or (proc.stderr or proc.stdout).strip().splitlines()
-        raise EdgeDermError(f"TFLite quantization debugger failed: {' / '.join(lines[-2:]) or 'no output'}")
+        raise EdgeDermError(f"TFLite quantization debugger failed: {' / '.join(child_error_lines(proc, 2)) or 'no output'}")
     return json.loads(result.read_text())
 
 
@@ -73,8 +70,9 @@ def _noise(f, q, s, z):
 
 
 def _cosine(f, q, s, z):
-    ref, deq = _pair(f, q, s, z)
-    return float(np.dot(ref, deq) / (np.linalg.norm(ref) * np.linalg.norm(deq) + 1e-30))
+    from quantization.diagnose import cosine
+
+    return cosine(*_pair(f, q, s, z))
 
 
 def _std(f, q, s, z):
