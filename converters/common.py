@@ -42,13 +42,21 @@ def run_tensorflow_child(argv: list[str], cwd, timeout: int):
     without TF's C++ chatter; returns the ``subprocess.CompletedProcess`` (text output captured)."""
     import subprocess
 
+    from device_bench.lifecycle import run_child
+
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(argv, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout)
+    try:  # its own process group, killed with us: an interrupted export leaves no converter running
+        return run_child(argv, timeout=timeout, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    except subprocess.TimeoutExpired:
+        raise EdgeDermError(f"the TensorFlow converter ran past {timeout} s and was stopped: try a smaller model, or "
+                            "--to onnx only") from None
 
 
 def child_error_lines(proc, last: int = 3) -> list[str]:
     """The last lines of a failed child's output that name an error: TF's log lines bury them."""
-    lines = (proc.stderr + "\n" + proc.stdout).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", proc.stderr + "\n" + proc.stdout)  # onnx2tf colours its errors
+    lines = text.strip().splitlines()
     errors = [ln for ln in lines if "Error" in ln or "error:" in ln or "not supported" in ln]
     return errors[-last:] or lines[-last:]
 

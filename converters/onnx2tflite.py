@@ -63,9 +63,10 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
     np.save(workdir / ONNX2TF_SAMPLE, sample)
     out = workdir / "onnx2tf_out"
     # onnx2tf rewrites its input in place (onnxsim, three passes): give it a copy, or the exported
-    # model.onnx would no longer match the sha256 the manifest recorded.
+    # model.onnx would no longer match the sha256 the manifest recorded. The copy's node and tensor
+    # names are made safe for TensorFlow (converters.tfnames).
     private = workdir / Path(onnx_path).name  # same stem: output names derive from it
-    shutil.copyfile(onnx_path, private)
+    tf_safe_copy(Path(onnx_path), private)
     args = {"input_onnx_file_path": str(private), "output_folder_path": str(out),
             "copy_onnx_input_output_names_to_tflite": True, "non_verbose": True, **(extra or {})}
     proc = run_tensorflow_child([sys.executable, "-c", _CHILD, json.dumps(args)], workdir, timeout)
@@ -75,6 +76,19 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
     return out
 
 
+def tf_safe_copy(onnx_path: Path, private: Path) -> None:
+    """Copy ``onnx_path`` to ``private`` with every node/tensor name TensorFlow accepts (see converters.tfnames)."""
+    import onnx
+
+    from converters.tfnames import make_tf_safe
+
+    model = onnx.load(str(onnx_path))  # external weights, if any, are folded into the private copy
+    if make_tf_safe(model):
+        onnx.save(model, str(private))
+    else:
+        shutil.copyfile(onnx_path, private)
+
+
 def quantization_args(workdir: Path, onnx_path: Path, calibration: np.ndarray | None,
                       quant_type: str = "per-channel", io_dtype: str = "int8") -> dict:
     """onnx2tf arguments for the integer variants; ``calibration`` is normalised float32 NHWC."""
@@ -82,8 +96,11 @@ def quantization_args(workdir: Path, onnx_path: Path, calibration: np.ndarray | 
         return {"output_dynamic_range_quantized_tflite": True}
     import onnx
 
+    from converters.tfnames import tensor_renames
+
     model = onnx.load(str(onnx_path), load_external_data=False)
     h, w = (int(d.dim_value) for d in model.graph.input[0].type.tensor_type.shape.dim[2:4])
+    input_name = tensor_renames(model).get(model.graph.input[0].name, model.graph.input[0].name)  # as onnx2tf sees it
     if calibration.ndim != 4 or calibration.shape[1:] != (h, w, 3) or calibration.dtype != np.float32:
         raise EdgeDermError(f"calibration for onnx2tf must be float32 NHWC [N, {h}, {w}, 3], got "
                             f"{calibration.dtype} {list(calibration.shape)}")
@@ -92,7 +109,7 @@ def quantization_args(workdir: Path, onnx_path: Path, calibration: np.ndarray | 
     zero, one = [[[[0.0, 0.0, 0.0]]]], [[[[1.0, 1.0, 1.0]]]]  # already normalised by the model's preprocessing
     return {"output_integer_quantized_tflite": True, "quant_type": quant_type,
             "input_quant_dtype": io_dtype, "output_quant_dtype": io_dtype,
-            "custom_input_op_name_np_data_path": [[model.graph.input[0].name, str(path), zero, one]]}
+            "custom_input_op_name_np_data_path": [[input_name, str(path), zero, one]]}
 
 
 def produce(onnx_path: Path, workdir: Path, precisions, calibration: np.ndarray | None = None,
@@ -151,9 +168,20 @@ def install(produced: Path, target: Path, manifest: Manifest, precision: str, na
 
 def _describe(path: Path, manifest: Manifest, precision: str, h: int, w: int, name: str | None = None) -> Artifact:
     """Read the real I/O tensors back from the file (names, shapes, dtypes) rather than assume them."""
-    from device_bench.runners import open_runner
+    import re
 
-    runner = open_runner(path, "tflite")
+    from device_bench.runners import RunnerUnavailable, open_runner
+
+    try:
+        runner = open_runner(path, "tflite")
+    except RunnerUnavailable as e:  # e.g. a Select TensorFlow (Flex) op no LiteRT interpreter runs
+        flex = sorted(set(re.findall(r"Flex\w+", str(e))))
+        path.unlink(missing_ok=True)
+        if flex:
+            raise EdgeDermError(f"{manifest.model['name']}: operator {', '.join(f[4:] for f in flex)} became the Select "
+                                f"TensorFlow op {', '.join(flex)} in TFLite, which LiteRT does not run; workaround: "
+                                "replace it in the model (e.g. GELU tanh approximation for Erf)") from None
+        raise EdgeDermError(f"{path.name}: LiteRT cannot load the converted file ({str(e)[:160]})") from None
     interp = runner.interpreter
     ins = [TensorSpec(d["name"], [int(v) for v in d["shape"]], np.dtype(d["dtype"]).name, "NHWC",
                       _quant(d)) for d in interp.get_input_details()]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from converters.common import atomic_output, unsupported_op_error, versions
+from converters.tracing import frozen_parameters
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest, TensorSpec
 
@@ -42,6 +43,18 @@ def _wrapped(model, manifest: Manifest):
     return Deployed().eval()
 
 
+def _register_alias_as_noop() -> None:
+    """Teach coremltools ``aten::alias``: a view of the whole tensor, which an exported program's module
+    emits for a full-range slice (timm GhostNet's ``out[:, :out_chs]``). coremltools 9 treats
+    ``alias_copy``, ``clone`` and ``detach`` as no-ops but has no entry for ``alias`` ("operator alias
+    cannot be converted to Core ML"); it gets the same no-op, once."""
+    from coremltools.converters.mil.frontend.torch import ops
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+
+    if _TORCH_OPS_REGISTRY.get_func("alias") is None:
+        _TORCH_OPS_REGISTRY.set_func_by_name(ops.noop, "alias")
+
+
 def convert(model, manifest: Manifest, out_path: Path, precision: str = "fp16") -> Artifact:
     import coremltools as ct
     import torch
@@ -52,16 +65,18 @@ def convert(model, manifest: Manifest, out_path: Path, precision: str = "fp16") 
     classify = manifest.task == "classification"
     wrapped = _wrapped(model.eval(), manifest)
     example = torch.rand(1, 3, h, w)
+    _register_alias_as_noop()
     try:
-        traced = torch.jit.trace(wrapped, example)
-        mlmodel = ct.convert(
-            traced, convert_to="mlprogram",
-            inputs=[ct.ImageType(name="image", shape=(1, 3, h, w), scale=1.0 / 255.0, bias=[0.0, 0.0, 0.0],
-                                 color_layout=ct.colorlayout.RGB)],
-            outputs=None if classify else [ct.TensorType(name="mask_logits")],
-            classifier_config=ct.ClassifierConfig(manifest.classes) if classify else None,
-            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-            minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET))
+        with frozen_parameters(wrapped):  # an exported program's parameters (converters.tracing)
+            traced = torch.jit.trace(wrapped, example)
+            mlmodel = ct.convert(
+                traced, convert_to="mlprogram",
+                inputs=[ct.ImageType(name="image", shape=(1, 3, h, w), scale=1.0 / 255.0, bias=[0.0, 0.0, 0.0],
+                                     color_layout=ct.colorlayout.RGB)],
+                outputs=None if classify else [ct.TensorType(name="mask_logits")],
+                classifier_config=ct.ClassifierConfig(manifest.classes) if classify else None,
+                compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET))
     except Exception as e:
         raise unsupported_op_error(e, "Core ML", manifest.model["name"]) from None
     mlmodel.short_description = (f"EdgeDerm {manifest.model['name']} ({manifest.task}); not a diagnosis. "

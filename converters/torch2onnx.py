@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from converters.common import atomic_output, unsupported_op_error, versions
+from converters.tracing import frozen_parameters
 from edgederm.manifest import Artifact, Manifest, TensorSpec
 
 OPSET = 17
@@ -59,7 +60,8 @@ def convert(model, manifest: Manifest, out_path: Path, *, dynamic_batch: bool = 
     notes = []
     with atomic_output(Path(out_path)) as tmp:
         try:
-            _export(model, x, tmp, output, dynamic_batch, dynamo=False)
+            with frozen_parameters(model):  # an exported program's parameters (converters.tracing)
+                _export(model, x, tmp, output, dynamic_batch, dynamo=False)
             exporter = f"torchscript opset {OPSET}"
         except Exception as first:  # the TorchScript exporter cannot trace some ops (MaxUnpool)
             try:

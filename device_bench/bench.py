@@ -9,21 +9,21 @@ An artifact whose sha256 differs from the manifest is never run: its row fails w
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from device_bench import __version__, environment, metrics, placement, tensorrt
+from device_bench import __version__, decision, environment, metrics, placement, tensorrt
 from device_bench.bundle import Bundle, artifact_input, ids_fingerprint
+from device_bench.console import say
 from device_bench.errors import DeviceBenchError
 from device_bench.results import Results
 from device_bench.runners import RunnerUnavailable, open_runner
 from device_bench.timing import measure
 
-RUNTIMES = ("onnxruntime", "litert", "coreml", "tensorrt")
+RUNTIMES = ("onnxruntime", "litert", "coreml", "tensorrt", "executorch")
 ORT_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 COMPUTE_UNITS = ("cpu", "gpu", "ane")
 
@@ -112,13 +112,28 @@ def plan(bundle: Bundle, config: BenchConfig) -> tuple[list[Job], list[dict]]:
                     if p in providers:
                         chain = list(ORT_GPU_PROVIDERS[ORT_GPU_PROVIDERS.index(p):]) + ["CPUExecutionProvider"]
                         jobs.append(Job(a, "onnxruntime", p, {"providers": [c for c in chain if c in providers]}, [None]))
-        if fmt == "onnx" and "tensorrt" in wanted and not tensorrt.available() and config.runtimes:
-            skip(a, "tensorrt", "trtexec is not on PATH (JetPack: /usr/src/tensorrt/bin/trtexec)")
+        if fmt == "onnx" and "tensorrt" in wanted:
+            if _importable("tensorrt"):  # the Python API: engines with accuracy; trtexec is the fallback
+                from device_bench.runners.tensorrt_runner import select
+
+                trt_jobs, trt_skips = select([a], config.trt_precisions)
+                jobs += [Job(x, "tensorrt", f"TensorRT {p}", {"precision": p, "sha256": x.get("sha256")}, [None])
+                         for x, p in trt_jobs]
+                for x, reason in trt_skips:
+                    skip(x, "tensorrt", reason)
+            elif not tensorrt.available() and config.runtimes:
+                skip(a, "tensorrt", "neither the tensorrt Python module nor trtexec is here (pip install -r "
+                                    "requirements-gpu.txt; JetPack: python3-libnvinfer, /usr/src/tensorrt/bin/trtexec)")
         if fmt == "tflite" and "litert" in wanted:
             if _importable("ai_edge_litert") or _importable("tflite_runtime"):
                 jobs.append(Job(a, "litert", "XNNPACK", {"xnnpack": True}, list(config.threads)))
             else:
                 skip(a, "litert", "neither ai-edge-litert nor tflite-runtime is installed (pip install ai-edge-litert)")
+        if fmt == "executorch" and "executorch" in wanted:
+            if _importable("executorch"):
+                jobs.append(Job(a, "executorch", "XNNPACK", {}, list(config.threads)))
+            else:
+                skip(a, "executorch", "executorch is not installed (pip install executorch)")
         if fmt == "coreml" and "coreml" in wanted:
             for unit in config.compute_units:
                 jobs.append(Job(a, "coreml", unit, {"compute_units": unit}, [None]))
@@ -147,11 +162,13 @@ def evaluate(bundle: Bundle, artifact: dict, runner, x: np.ndarray, n_boot: int)
     ev = bundle.eval
     outs = np.concatenate([np.asarray(runner(x[i:i + 1]), dtype=np.float32) for i in range(len(x))])
     if bundle.task == "classification":
-        probs = outs.reshape(len(x), -1)
-        if not (artifact["format"] == "coreml"):  # Core ML classifiers already give probabilities
-            z = probs - probs.max(1, keepdims=True)
-            probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        output = bundle.manifest.get("output", {})
+        probs = outs.reshape(len(x), -1).astype(np.float64)
+        if artifact["format"] == "coreml":  # Core ML classifiers already give probabilities: back to logits
+            probs = np.log(np.clip(probs, 1e-30, None))
+        probs = decision.softmax(probs, decision.temperature_of(output))  # the manifest's temperature, if any
         m = metrics.classification_metrics(ev.labels, probs, ev.classes, n_boot=n_boot)
+        m.update(decision.decision_metrics(ev.labels, probs, ev.classes, decision.rules_of(output), n_boot=n_boot))
         return m, {"ids": ev.ids, "probs": probs.astype(np.float64).round(7).tolist()}
     t = float(bundle.manifest.get("output", {}).get("threshold", 0.5))
     logits = _to_nchw_masks(artifact, outs)
@@ -165,6 +182,8 @@ def _placement(job: Job, runner, path: Path, x1: np.ndarray, threads):
     try:
         if job.runtime == "litert":
             return placement.litert_placement(runner.interpreter)
+        if job.runtime == "tensorrt":  # the engine inspector's per-layer formats
+            return runner.placement()
         if job.runtime == "onnxruntime":  # a second, profiled session (ORT cannot switch profiling on later)
             return placement.onnxruntime_placement(str(path), list(runner.session.get_providers()), x1, threads)
     except Exception as e:  # placement is a nice-to-have; never lose the row for it
@@ -189,6 +208,9 @@ def run_job(bundle: Bundle, job: Job, config: BenchConfig, device: str, x: np.nd
             log(f"{label}: FAILED to load ({_one_line(e)})")
             continue
         row["runtime"] = getattr(runner, "runtime", job.runtime)
+        if hasattr(runner, "row_fields"):  # a runner that builds its own artifact (TensorRT engine) names it
+            row.update(runner.row_fields, source_artifact=job.artifact["name"])
+            row["notes"] += list(getattr(runner, "notes", []))
         if job.runtime == "onnxruntime":
             got = runner.session.get_providers()
             if got[0] != job.provider:
@@ -202,7 +224,9 @@ def run_job(bundle: Bundle, job: Job, config: BenchConfig, device: str, x: np.nd
             elif threads != acc_threads:
                 row["notes"].append(f"accuracy measured at threads={acc_threads}")
             row["metrics"], row["per_image"] = accuracy
-            row["latency"] = measure(runner, x[:1], warmup=config.warmup, runs=config.runs, max_seconds=config.max_seconds)
+            timer = getattr(runner, "measure", None)  # TensorRT: CUDA events; else the host clock
+            row["latency"] = (timer or (lambda *a, **k: measure(runner, *a, **k)))(
+                x[:1], warmup=config.warmup, runs=config.runs, max_seconds=config.max_seconds)
             row["throughput"] = {"batch": 1, "images_per_s": 1e3 / row["latency"]["median_ms"]}
         except Exception as e:
             rows.append(row | {"status": "failed", "reason": _one_line(e)})
@@ -231,7 +255,7 @@ def data_record(bundle: Bundle) -> dict:
 
 
 def run(bundle: Bundle, config: BenchConfig, engines_dir: Path | None = None) -> Results:
-    log = (lambda msg: None) if config.quiet else (lambda msg: print(f"device_bench: {msg}", file=sys.stderr, flush=True))
+    log = (lambda msg: None) if config.quiet else (lambda msg: say(f"device_bench: {msg}"))
     if config.images:
         ev = bundle.eval
         n = min(config.images, len(ev.ids))
@@ -264,9 +288,11 @@ def run(bundle: Bundle, config: BenchConfig, engines_dir: Path | None = None) ->
             continue
         if name not in inputs:
             inputs[name] = artifact_input(job.artifact, bundle.eval.images, prep)
+        if job.runtime == "tensorrt":
+            job.options.setdefault("engines", str(engines_dir or bundle.root / "engines"))
         for row in run_job(bundle, job, config, device, inputs[name], log):
             results.add(row)
-    if "tensorrt" in set(config.runtimes or RUNTIMES) and tensorrt.available():
+    if "tensorrt" in set(config.runtimes or RUNTIMES) and tensorrt.available() and not _importable("tensorrt"):
         for a in bundle.artifacts:
             if a["format"] != "onnx" or (config.artifacts and a["name"] not in config.artifacts):
                 continue

@@ -13,7 +13,6 @@ Layout (``docs/devices.md``)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,31 +21,12 @@ from typing import Any
 import numpy as np
 
 from device_bench.errors import DeviceBenchError
+from device_bench.integrity import IntegrityError, contained, proven
 
 MANIFEST = "manifest.json"
 IMAGES = "eval/images.npz"
 LABELS = "eval/labels.json"
 MANIFEST_SCHEMA = "edgederm.manifest"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_path(path: Path) -> str:
-    """A file's sha256; for a folder (.mlpackage) the scheme of ``edgederm export``: relative names and file hashes in order."""
-    path = Path(path)
-    if not path.is_dir():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(bytes.fromhex(sha256_file(f)))
-    return h.hexdigest()
 
 
 def ids_fingerprint(ids: list[str]) -> str:
@@ -82,21 +62,28 @@ class Bundle:
         return list(self.manifest.get("artifacts", []))
 
     def artifact_path(self, artifact: dict) -> Path:
-        return self.root / artifact["path"]
+        """The artifact's path inside the bundle (``load`` already refused any that leads out)."""
+        return contained(self.root, artifact["path"], "artifact path")
 
     def check(self, artifact: dict) -> str | None:
         """None when the artifact's bytes match the manifest's sha256, else the reason they do not."""
-        path = self.artifact_path(artifact)
-        if not path.exists():
-            return f"{artifact['path']} is missing from the bundle"
-        want = artifact.get("sha256")
-        if not want:
-            return f"the manifest gives no sha256 for {artifact['path']}"
-        got = sha256_path(path)
-        if got != want:
-            return (f"sha256 of {artifact['path']} is {got[:12]}..., the manifest says {want[:12]}...: "
-                    "the file was changed or damaged in transfer; copy the bundle again")
+        try:
+            proven(self.root, artifact["path"], artifact.get("sha256"))
+        except IntegrityError as e:
+            return f"{e}; copy the bundle again"
         return None
+
+
+def _check_paths(root: Path, manifest: dict) -> None:
+    """Every path the manifest names stays inside the bundle, or the bundle is refused whole."""
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, list) or not all(isinstance(a, dict) and "path" in a for a in artifacts):
+        raise DeviceBenchError(f"{root / MANIFEST}: 'artifacts' must be a list of objects with a path: make the bundle again")
+    for a in artifacts:
+        try:
+            contained(root, a["path"], f"artifact {a.get('name', '?')} path")
+        except IntegrityError as e:
+            raise DeviceBenchError(f"{root / MANIFEST}: {e}; refused (make the bundle again with edgederm bundle)") from None
 
 
 def load(path: str | Path) -> Bundle:
@@ -111,30 +98,52 @@ def load(path: str | Path) -> Bundle:
         manifest = json.loads((root / MANIFEST).read_text())
     except json.JSONDecodeError as e:
         raise DeviceBenchError(f"{root / MANIFEST} is not valid JSON ({e.msg} at line {e.lineno}): copy the bundle again") from None
-    if manifest.get("schema") != MANIFEST_SCHEMA:
-        raise DeviceBenchError(f"{root / MANIFEST} is not an EdgeDerm manifest (schema {manifest.get('schema')!r})")
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        raise DeviceBenchError(f"{root / MANIFEST} is not an EdgeDerm manifest: copy the bundle again")
+    if not isinstance(manifest.get("model"), dict) or not {"task", "classes"} <= set(manifest["model"]):
+        raise DeviceBenchError(f"{root / MANIFEST} lacks model.task / model.classes: make the bundle again")
+    _check_paths(root, manifest)
     return Bundle(root, manifest, load_eval(root, manifest))
 
 
+def _proven_eval_file(root: Path, manifest: dict, name: str) -> Path:
+    """An eval file, checked against the sha256 the manifest's ``bundle.files`` records for it."""
+    recorded = (manifest.get("bundle") or {}).get("files") or {}
+    if name not in recorded:
+        raise DeviceBenchError(f"{root / MANIFEST} records no sha256 for {name} (a bundle from an older EdgeDerm, "
+                               "or edited): make it again with edgederm bundle")
+    try:
+        return proven(root, name, recorded[name], "bundle file")
+    except IntegrityError as e:
+        raise DeviceBenchError(f"{e}; copy the bundle again") from None
+
+
 def load_eval(root: Path, manifest: dict) -> EvalSet:
-    labels_path, images_path = root / LABELS, root / IMAGES
-    for p in (labels_path, images_path):
-        if not p.exists():
-            raise DeviceBenchError(f"bundle {root} lacks {p.relative_to(root)}: make it again with edgederm bundle")
-    info = json.loads(labels_path.read_text())
-    if info.get("npz_sha256") and sha256_file(images_path) != info["npz_sha256"]:
-        raise DeviceBenchError(f"{images_path} does not match the sha256 in {LABELS}: copy the bundle again")
-    with np.load(images_path, allow_pickle=False) as z:
-        images = z["images"]
-        masks = z["masks"] if "masks" in z.files else None
-    ids = list(info["ids"])
-    if len(ids) != len(images):
-        raise DeviceBenchError(f"{LABELS} lists {len(ids)} ids but {IMAGES} holds {len(images)} images: make the bundle again")
-    task = info.get("task", manifest["model"]["task"])
-    labels = np.asarray(info["labels"], np.int64) if task == "classification" else None
-    if task == "segmentation" and masks is None:
-        raise DeviceBenchError(f"{IMAGES} has no masks for a segmentation model: make the bundle again")
-    return EvalSet(task, list(info.get("classes", manifest["model"]["classes"])), ids, images, labels, masks,
+    labels_path, images_path = (_proven_eval_file(root, manifest, name) for name in (LABELS, IMAGES))
+    try:
+        info = json.loads(labels_path.read_text())
+        with np.load(images_path, allow_pickle=False) as z:
+            images = z["images"]
+            masks = z["masks"] if "masks" in z.files else None
+        ids = [str(i) for i in info["ids"]]
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise DeviceBenchError(f"bundle {root}: its eval files do not read ({type(e).__name__}: {e}); make it again") from None
+    if len(ids) != len(images) or images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DeviceBenchError(f"{LABELS} lists {len(ids)} ids but {IMAGES} holds images of shape {images.shape} "
+                               f"({images.dtype}): make the bundle again")
+    task = manifest["model"]["task"]
+    classes = list(manifest["model"]["classes"])
+    if info.get("task", task) != task or list(info.get("classes", classes)) != classes:
+        raise DeviceBenchError(f"{LABELS} names another task or other classes than {MANIFEST}: make the bundle again")
+    labels = None
+    if task == "classification":
+        labels = np.asarray(info.get("labels", []), np.int64)
+        if len(labels) != len(images) or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
+            raise DeviceBenchError(f"{LABELS} holds {len(labels)} labels for {len(images)} images, or labels outside "
+                                   f"the {len(classes)} classes: make the bundle again")
+    if task == "segmentation" and (masks is None or masks.shape[:3] != images.shape[:3]):
+        raise DeviceBenchError(f"{IMAGES} has no masks of the images' size for a segmentation model: make the bundle again")
+    return EvalSet(task, classes, ids, images, labels, masks,
                    {k: v for k, v in info.items() if k not in ("ids", "labels")})
 
 

@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from device_bench.console import non_negative_int, positive_int, say, thread_list
 from device_bench.errors import DeviceBenchError
 
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 1,4") from None
 
 
 def _fmt(v, digits=2) -> str:
@@ -61,7 +54,7 @@ def cmd_run(args) -> int:
     from device_bench import bundle as bundle_io
 
     b = bundle_io.load(args.bundle)
-    config = bench.BenchConfig(threads=args.threads, runtimes=_csv(args.runtime) if args.runtime else None,
+    config = bench.BenchConfig(threads=list(args.threads), runtimes=_csv(args.runtime) if args.runtime else None,
                                artifacts=_csv(args.artifact) if args.artifact else None,
                                compute_units=_csv(args.compute_units), trt_precisions=_csv(args.trt_precisions),
                                warmup=args.warmup, runs=args.runs, max_seconds=args.max_seconds,
@@ -73,7 +66,7 @@ def cmd_run(args) -> int:
     print(f"\nresults: {out}  (device {next(iter(results.environments))})")
     failed = [r for r in results.rows if r["status"] == "failed"]
     for r in failed:
-        print(f"device_bench: error: {r['artifact']} ({r.get('runtime') or '-'}): {r.get('reason')}", file=sys.stderr)
+        say(f"device_bench: error: {r['artifact']} ({r.get('runtime') or '-'}): {r.get('reason')}")
     return 1 if failed else 0
 
 
@@ -111,22 +104,24 @@ def cmd_env(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m device_bench", description="Benchmark an EdgeDerm bundle on this device.")
+    from device_bench.console import OneLineParser
+
+    p = OneLineParser(prog="python -m device_bench", description="Benchmark an EdgeDerm bundle on this device.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sp = sub.add_parser("run", help="accuracy and latency of every artifact in a bundle, with every runtime found")
     sp.add_argument("bundle", help="the bundle folder (made by edgederm bundle; unpack the .tar.gz first)")
-    sp.add_argument("--threads", type=_ints, default=[1, 4], help="CPU thread counts, comma-separated (default 1,4)")
+    sp.add_argument("--threads", type=thread_list, default=(1, 4), help="CPU thread counts, comma-separated (default 1,4)")
     sp.add_argument("--runtime", help="only these: onnxruntime, litert, coreml, tensorrt (default: all found)")
     sp.add_argument("--artifact", help="only these artifact names (comma-separated)")
     sp.add_argument("--compute-units", default="cpu,gpu,ane", help="Core ML compute units to try (macOS)")
     sp.add_argument("--trt-precisions", default="fp16,int8", help="TensorRT engines trtexec builds from the ONNX file")
     sp.add_argument("--engines", help="folder for TensorRT engines and trtexec logs (default BUNDLE/engines)")
-    sp.add_argument("--images", type=int, help="use only the first N bundled images (slow devices)")
-    sp.add_argument("--warmup", type=int, default=5)
-    sp.add_argument("--runs", type=int, default=30)
+    sp.add_argument("--images", type=positive_int, help="use only the first N bundled images (slow devices)")
+    sp.add_argument("--warmup", type=non_negative_int, default=5)
+    sp.add_argument("--runs", type=positive_int, default=30)
     sp.add_argument("--max-seconds", type=float, default=20.0, help="stop timing after this long (>= 5 runs kept)")
-    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    sp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% CIs")
     sp.add_argument("--device", help="the key of this device in results.json (default: board or CPU model/hostname)")
     sp.add_argument("--no-placement", action="store_true", help="skip the extra profiled run that counts delegated ops")
     sp.add_argument("--out", help="results file (default BUNDLE/results.json)")
@@ -148,14 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 1 an artifact failed, 2 fix your input, 3 internal error (traceback in the named log)."""
+    import os
+
+    from device_bench.console import run_command
+    from device_bench.lifecycle import run_scope
     from device_bench.results import ResultsError
 
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (DeviceBenchError, ResultsError) as e:
-        print(f"device_bench: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("device_bench: interrupted", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad option (its one line is printed): the code, not an exception
+        return e.code if isinstance(e.code, int) else 2
+    logs = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "device_bench" / "logs"
+    with run_scope(logs=logs):
+        return run_command("device_bench", lambda: args.func(args), (DeviceBenchError, ResultsError), logs,
+                           verbose=args.verbose, debug=args.debug)

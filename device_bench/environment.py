@@ -46,6 +46,13 @@ def cpu_model() -> str | None:
     return _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or platform.processor() or None
 
 
+def cpu_isa() -> dict:
+    """{"features": [...], "int8_dot": bool, "label": "AVX-512+VNNI"} (see ``device_bench.isa``)."""
+    from device_bench.isa import detect
+
+    return detect(_read, _run)
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for name in RUNTIME_PACKAGES:
@@ -97,6 +104,7 @@ def collect() -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
+        "cpu_isa": cpu_isa(),  # AVX2 / AVX-512 / VNNI / AMX, NEON dotprod / I8MM: int8 speed depends on it
         "cpu_count": os.cpu_count(),
         "memory_mb": _memory_mb(),
         "python": sys.version.split()[0],

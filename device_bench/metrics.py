@@ -106,7 +106,42 @@ def classification_metrics(y, prob, classes, n_boot: int = 1000, seed: int = 0,
         m = list(classes).index(melanoma)
         out[f"{melanoma}_sensitivity_at_spec{int(MEL_SPECIFICITY * 100)}"] = with_ci(
             lambda i: sensitivity_at_specificity(y[i] == m, prob[i][:, m]), len(y), n_boot, seed)
+    out["ece"] = with_ci(lambda i: expected_calibration_error(y[i], prob[i]), len(y), n_boot, seed)
     return out
+
+
+# --- calibration ---------------------------------------------------------------------------
+ECE_BINS = 15  # torchmetrics' default
+
+
+def reliability_bins(y, prob, n_bins: int = ECE_BINS) -> dict[str, list]:
+    """Top-1 confidence binned on [0, 1] in ``n_bins`` equal bins (torchmetrics' bucketing, right-closed
+    at 1.0 in an extra last bin): per bin its count, mean confidence and accuracy (null when empty)."""
+    y, prob = np.asarray(y), np.asarray(prob, np.float64)
+    conf, correct = prob.max(1), (prob.argmax(1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.searchsorted(edges, conf, side="right") - 1
+    count = np.bincount(idx, minlength=n_bins + 1).astype(np.float64)
+    conf_sum = np.bincount(idx, weights=conf, minlength=n_bins + 1)
+    acc_sum = np.bincount(idx, weights=correct, minlength=n_bins + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, acc = conf_sum / count, acc_sum / count
+    return {"edges": edges.tolist(), "count": count.astype(int).tolist(),
+            "confidence": [None if c == 0 else float(v) for c, v in zip(count, mean_conf)],
+            "accuracy": [None if c == 0 else float(v) for c, v in zip(count, acc)]}
+
+
+def expected_calibration_error(y, prob, n_bins: int = ECE_BINS) -> float:
+    """Top-1 ECE (L1): sum over bins of |accuracy - confidence| weighted by the bin's share of images."""
+    y, prob = np.asarray(y), np.asarray(prob, np.float64)
+    if len(y) == 0:
+        return float("nan")
+    conf, correct = prob.max(1), (prob.argmax(1) == y).astype(np.float64)
+    idx = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1), conf, side="right") - 1
+    count = np.bincount(idx, minlength=n_bins + 1)
+    gap = np.abs(np.bincount(idx, weights=correct, minlength=n_bins + 1)
+                 - np.bincount(idx, weights=conf, minlength=n_bins + 1))
+    return float(gap.sum() / count.sum())
 
 
 # --- segmentation --------------------------------------------------------------------------

@@ -76,11 +76,9 @@ class Results:
         path = Path(path)
         if path.is_dir() or path.suffix != ".json":
             path = path / FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
-        os.replace(tmp, path)
-        return path
+        from device_bench.integrity import write_json
+
+        return write_json(path, self.to_dict(), default=_jsonable)  # NaN -> null: JSON has no NaN
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Results":
@@ -93,7 +91,16 @@ class Results:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ResultsError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
-        return cls.from_dict(d, str(path))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path} cannot be read ({type(e).__name__}): pass a results.json") from None
+        if not isinstance(d, dict):
+            raise ResultsError(f"{path} is not a results object: pass a results.json written by EdgeDerm")
+        try:
+            return cls.from_dict(d, str(path))
+        except ResultsError:
+            raise
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ResultsError(f"{path} is not a valid results file ({type(e).__name__}: {str(e)[:100]})") from None
 
 
 def check_row(row: Any, where: str) -> None:

@@ -50,5 +50,19 @@ def run(onnx: Path, artifact: dict, engines: Path, precisions, device: str, time
         if parsed["precision"] != precision:
             row["notes"].append(f"asked for {precision}, trtexec reports {parsed['build_precision']}")
         row["notes"].append("accuracy is not measured through trtexec; the ONNX Runtime TensorRT provider row carries it")
+        if precision == "int8":
+            row["calibration"], note = calibration_note(artifact)
+            row["notes"].append(note)
         rows.append(row)
     return rows
+
+
+QDQ_PRECISIONS = ("int8_qdq", "int8_nncf")  # QDQ files: TensorRT takes their scales (explicit quantization)
+
+
+def calibration_note(artifact: dict) -> tuple[str, str]:
+    """(calibration, note) of an int8 trtexec engine: the QDQ file's calibrated scales, or none at all."""
+    if artifact.get("precision") in QDQ_PRECISIONS:
+        return "qdq", "int8 from the QDQ file: TensorRT explicit quantization with EdgeDerm's calibrated scales"
+    return "none", ("UNCALIBRATED int8: trtexec --int8 without a calibration cache uses placeholder ranges; the "
+                    "latency is real, the accuracy unknown (build from the int8_qdq file for a calibrated engine)")

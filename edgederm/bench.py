@@ -1,8 +1,9 @@
 """``edgederm bench``: accuracy versus latency for every artifact of an export folder and its original.
 
-For each artifact, the PyTorch original (CPU, and CUDA when present) and the *peer path* a
+For each artifact, the PyTorch original (CPU, and CUDA when present) and the *peer paths* a
 user would otherwise take (plain ``torch.onnx.export`` run by ONNX Runtime, fp32 and ONNX
-Runtime's own default int8), on the real test split:
+Runtime's own default int8; ExecuTorch's own XNNPACK recipe, fp32 and PT2E int8,
+``edgederm.peer_executorch``), on the real test split:
 
 - task metrics with bootstrap 95 % CIs and the paired difference to the original (the same
   resampled images for both, so the CI is of the drop itself);
@@ -67,29 +68,38 @@ class Candidate:
 
 
 # --- scoring -------------------------------------------------------------------------------
-def scorer(task: str, targets: np.ndarray, classes: list[str]):
+def scorer(task: str, targets: np.ndarray, classes: list[str], output: dict | None = None):
     """Per-task scoring: outputs -> per-image statistics -> metric functions on index sets.
+
+    A classifier's probabilities use the manifest ``output``'s temperature, and each of its
+    operating points adds ``<rule>_sensitivity`` / ``_specificity`` (``device_bench.decision``).
 
     The numpy metrics of ``device_bench`` (equal to the scikit-learn ones, tested): devices score
     with the same code, and a bootstrap of 1,000 resamples per metric per artifact needs their speed
     (scikit-learn's input validation made one AUROC bootstrap take tens of seconds).
     """
     from device_bench import metrics as M
-    from edgederm.tensors import softmax
 
     if task == "classification":
         mel = classes.index("mel") if "mel" in classes else None
 
+        from device_bench import decision
+
+        temperature, rules = decision.temperature_of(output or {}), decision.rules_of(output or {})
+
         def per_image(out, is_prob):
-            return out if is_prob else softmax(out.astype(np.float64))
+            z = np.log(np.clip(out, 1e-30, None)) if is_prob else out.astype(np.float64)
+            return decision.softmax(z, temperature)
 
         def functions(prob):
             pred = prob.argmax(1)
             fns = {"balanced_accuracy": lambda i: M.balanced_accuracy(targets[i], pred[i]),
                    "macro_auroc": lambda i: M.macro_auroc(targets[i], prob[i]),
-                   "accuracy": lambda i: float(np.mean(pred[i] == targets[i]))}
+                   "accuracy": lambda i: float(np.mean(pred[i] == targets[i])),
+                   "ece": lambda i: M.expected_calibration_error(targets[i], prob[i])}
             if mel is not None:
                 fns["mel_sensitivity_at_spec80"] = lambda i: M.sensitivity_at_specificity(targets[i] == mel, prob[i][:, mel])
+            fns.update(rule_functions(targets, prob, classes, rules))
             return fns
         return per_image, functions
 
@@ -104,6 +114,20 @@ def scorer(task: str, targets: np.ndarray, classes: list[str]):
         return {"dice": lambda i: float(dice[i].mean()), "jaccard": lambda i: float(jac[i].mean()),
                 "thresholded_jaccard": lambda i: float(thr[i].mean())}
     return per_image, functions
+
+
+def rule_functions(targets: np.ndarray, prob: np.ndarray, classes: list[str], rules: list[dict]) -> dict:
+    """``<rule>_sensitivity`` and ``<rule>_specificity`` on index sets, for each operating point."""
+    from device_bench.decision import apply_rule
+
+    fns = {}
+    for rule in rules:
+        if rule.get("threshold") is None:
+            continue
+        fired, pos = apply_rule(prob, classes, rule), targets == list(classes).index(rule["class"])
+        fns[f"{rule['name']}_sensitivity"] = lambda i, f=fired, p=pos: float(f[i][p[i]].mean()) if p[i].any() else float("nan")
+        fns[f"{rule['name']}_specificity"] = lambda i, f=fired, p=pos: float((~f[i][~p[i]]).mean()) if (~p[i]).any() else float("nan")
+    return fns
 
 
 def metrics_with_ci(fns: dict, n: int, n_boot: int, seed: int) -> dict:
@@ -171,7 +195,7 @@ def artifact_candidate(artifact: Artifact, folder: Path, manifest: Manifest, sta
     from device_bench.runners import open_runner
     from edgederm.verify import artifact_input, to_reference_layout
 
-    path = folder / artifact.path
+    path = manifest.artifact_file(folder, artifact)
     options = {"providers": [provider]} if provider else {}
 
     def open_(threads):
@@ -357,23 +381,13 @@ def _one_line(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def load_original(manifest: Manifest, checkpoint: str | None = None, meta=None, weights=None):
-    from edgederm.byom import is_foreign, load_foreign
-    from edgederm.checkpoint import load_checkpoint
-
-    source = checkpoint or manifest.model.get("checkpoint")
-    if not source or not (is_foreign(source) or Path(source).exists()):
-        raise EdgeDermError(f"the original model {source!r} named in the manifest is not here: "
-                            "pass --checkpoint with the PyTorch original")
-    return load_foreign(source, meta, weights)[0] if is_foreign(source) else load_checkpoint(source)[0], source
-
-
 def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_root=None, checkpoint: str | None = None,
-          out: str | os.PathLike | None = None, meta=None, weights=None):
+          out: str | os.PathLike | None = None, meta=None, weights=None, trust_source: bool = False):
     """Measure every artifact in ``folder`` and the original; returns ``device_bench.results.Results``."""
     import tempfile
 
     from device_bench.results import Results, ids_sha256
+    from edgederm.byom import original_from_manifest
     from edgederm.environment import environment_facts
     from edgederm.models import model_stats
     from edgederm.verify import verification_arrays
@@ -382,7 +396,15 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     folder = Path(folder)
     manifest = Manifest.load(folder)
     folder = folder if folder.is_dir() else folder.parent
-    model, source = load_original(manifest, checkpoint, meta, weights)
+    manifest.require_complete(folder)
+    for a in manifest.artifacts:  # every file measured is the file the manifest records, before any slow work
+        if config.gpu != "only" and (not config.only or a.name in config.only):
+            manifest.artifact_file(folder, a)
+    unknown = set(config.only) - {a.name for a in manifest.artifacts}
+    if unknown:
+        raise EdgeDermError(f"--only {','.join(sorted(unknown))}: no such artifact in {folder / 'manifest.json'} "
+                            f"(it has {', '.join(a.name for a in manifest.artifacts)})")
+    model, source = original_from_manifest(manifest, folder, checkpoint, meta, weights, trust=trust_source)
     started = time.perf_counter()
     images, targets, ids = verification_arrays(manifest, data_root, config.images or 10**9, with_ids=True)
     n = len(images)
@@ -405,7 +427,7 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
         from edgederm.peak import peak_mac_rate
 
         env["peak_gmacs"] = {str(t): peak_mac_rate(t) for t in config.threads}
-    per_image, score = scorer(manifest.task, targets, manifest.classes)
+    per_image, score = scorer(manifest.task, targets, manifest.classes, manifest.output)
 
     import torch
 
@@ -420,9 +442,14 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
         for a in manifest.artifacts:
             if not config.only or a.name in config.only:
                 cands.append(artifact_candidate(a, folder, manifest, stats))
-    tmp = tempfile.TemporaryDirectory(prefix="edgederm-peer-")
-    if config.peers and config.gpu != "only":
-        cands += peer_candidates(model, manifest, stats, Path(tmp.name), peer_calibration(manifest, data_root))
+    tmp = None
+    if config.peers and config.gpu != "only":  # removed below; a killed run's folder is swept at the next start
+        tmp = tempfile.TemporaryDirectory(prefix="edgederm-peer-")
+        calibration = peer_calibration(manifest, data_root)
+        cands += peer_candidates(model, manifest, stats, Path(tmp.name), calibration)
+        from edgederm.peer_executorch import executorch_peers  # the plain ExecuTorch XNNPACK path
+
+        cands += executorch_peers(model, manifest, stats, Path(tmp.name), calibration)
     ref_fns = None
     if config.gpu == "only":  # the GPU rows' deltas are still against the CPU original (accuracy only)
         log("bench: the CPU original, for the reference accuracy")
@@ -443,7 +470,8 @@ def bench(folder: str | os.PathLike, config: BenchConfig | None = None, data_roo
     for row in timed + unmeasured:
         results.add({**row, "device": env_key})
     results.data["machine_noise"] = noise  # the probe's round-to-round spread: how far to trust small differences
-    tmp.cleanup()
+    if tmp is not None:
+        tmp.cleanup()
     torch.set_num_threads(max(config.threads))
     results.data["seconds"] = round(time.perf_counter() - started, 1)
     add_speedups(results)
@@ -519,6 +547,18 @@ def add_speedups(results) -> None:
 STATUS = {"pass": "✅", "fail": "❎", "skipped": "➖", None: "✅"}
 
 
+def decision_columns(metrics: dict) -> dict:
+    """ECE and each manifest operating point's sensitivity/specificity, for the table and the report."""
+    def fmt(e):
+        return f"{e['value']:.3f}" if e and e.get("value") is not None else "-"
+    cols = {"ECE": fmt(metrics.get("ece"))}
+    for k in sorted(metrics):
+        if k.endswith("_sensitivity") and f"{k[:-len('_sensitivity')]}_specificity" in metrics:
+            name = k[:-len("_sensitivity")]
+            cols[f"{name} sens/spec"] = f"{fmt(metrics[k])}/{fmt(metrics[f'{name}_specificity'])}"
+    return cols
+
+
 def table_rows(results, threads: int | None = None) -> list[dict]:
     task = results.model.get("task", "classification")
     key = HEADLINE[task]
@@ -535,6 +575,8 @@ def table_rows(results, threads: int | None = None) -> list[dict]:
         row[key.replace("_", "-")] = f"{m['value']:.4f} ±{(m['high'] - m['low']) / 2:.3f}" if m and m.get("low") is not None else "-"
         row["Δ pt [95% CI]"] = (f"{100 * d['value']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
                                 if d and d.get("low") is not None else "-")
+        if task == "classification":
+            row.update(decision_columns(r.get("metrics", {})))
         row["threads"] = r.get("threads", "-")
         row["ms median"] = f"{lat['median_ms']:.2f}" if lat else "-"
         row["ms p90"] = f"{lat['p90_ms']:.2f}" if lat else "-"

@@ -9,7 +9,6 @@ Nothing else: no checkpoint, no training data beyond the evaluation images.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tarfile
@@ -20,6 +19,7 @@ import numpy as np
 
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Manifest
+from edgederm.paths import safe_name
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,18 @@ class Target:
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("jetson", ("onnx",), "NVIDIA Jetson (JetPack 6)",
            "sudo nvpmodel -m 0 && sudo jetson_clocks       # a fixed power mode; recorded in results.json either way\n"
-           "export PATH=$PATH:/usr/src/tensorrt/bin         # trtexec (JetPack)\n"
-           "python3 -m pip install --user numpy onnxruntime # or NVIDIA's onnxruntime-gpu wheel for Jetson (CUDA + TensorRT providers)",
-           "--threads 1,4"),
-    Target("android", ("tflite",), "Android phone (adb)", ""),
+           "export PATH=$PATH:/usr/src/tensorrt/bin         # trtexec (JetPack): the latency-only fallback\n"
+           "sudo apt install python3-libnvinfer             # TensorRT's Python API: engines with accuracy\n"
+           "python3 -m pip install --user numpy cuda-python onnxruntime # or NVIDIA's onnxruntime-gpu wheel for Jetson (CUDA + TensorRT providers)",
+           "--threads 1,4 --runtime tensorrt,onnxruntime --trt-precisions fp32,fp16,int8"),
+    Target("android", ("tflite", "executorch"), "Android phone (adb)", ""),
     Target("rpi", ("tflite", "onnx"), "Raspberry Pi 4/5 (64-bit Raspberry Pi OS)",
            "python3 -m venv ~/edgederm-venv && . ~/edgederm-venv/bin/activate\n"
            "pip install numpy ai-edge-litert onnxruntime", "--threads 1,4"),
     Target("macos", ("coreml", "tflite", "onnx"), "Mac (Apple silicon or Intel)",
            "python3 -m venv ~/edgederm-venv && . ~/edgederm-venv/bin/activate\n"
            "pip install numpy pillow coremltools ai-edge-litert onnxruntime", "--threads 1,4 --compute-units cpu,gpu,ane"),
-    Target("ios", ("coreml",), "iPhone / iPad (Core ML)", ""),
+    Target("ios", ("coreml", "executorch"), "iPhone / iPad (Core ML, ExecuTorch)", ""),
 )}
 
 
@@ -114,6 +115,8 @@ def readme(target: Target, name: str, manifest: Manifest, artifacts, n: int) -> 
             lines += ["TensorRT engines are built here, on the device, from `model.onnx` by `trtexec` (fp16 and int8, "
                       "into `engines/`): an engine only runs on the GPU and TensorRT version that built it. The int8 "
                       "engine has no calibration cache, so its row is latency only.", ""]
+    elif target.name == "android" and not any(a.format == "tflite" for a in artifacts):
+        lines += executorch_lines(artifacts)
     elif target.name == "android":
         tfl = next(a for a in artifacts if a.format == "tflite")
         lines += ["## Run (from the workstation, phone on USB with debugging on)", "", "```bash",
@@ -126,12 +129,16 @@ def readme(target: Target, name: str, manifest: Manifest, artifacts, n: int) -> 
                   "`benchmark_model` (the TFLite tool, a prebuilt Android binary) measures latency and delegation on "
                   "random inputs. Accuracy of these very files on these images: run `python3 -m device_bench run .` on "
                   "any Linux or macOS machine with ai-edge-litert (there is no LiteRT Python wheel for Android).", ""]
+    elif not any(a.format == "coreml" for a in artifacts):  # ios, ExecuTorch programs only
+        lines += executorch_lines(artifacts)
     else:  # ios
         lines += ["## Run", "", "There is no Python on iOS. Latency and per-op compute-unit placement on the phone: "
                   f"open `{artifacts[0].path}` in Xcode 15+, Performance tab, pick the connected device. Accuracy of "
                   "the same file on these images (same Core ML compute units) on a Mac:", "", "```bash",
                   f"tar xzf {folder}.tar.gz && cd {folder}", TARGETS['macos'].setup,
                   "python3 -m device_bench run . --compute-units cpu,gpu,ane --out results.json", "```", ""]
+    if target.name in ("android", "ios") and any(a.format == "coreml" or a.format == "tflite" for a in artifacts):
+        lines += executorch_lines(artifacts)
     lines += ["Bring `results.json` back and fold it into the others with "
               "`edgederm results merge results.json other.json --out merged.json`.", "",
               "Every artifact's sha256 is checked against `manifest.json` before it runs; a changed file is not run.", ""]
@@ -139,7 +146,7 @@ def readme(target: Target, name: str, manifest: Manifest, artifacts, n: int) -> 
 
 
 def make_bundle(export_folder, target: str, out=None, n_images: int = 200, data_root=None) -> BundleOutcome:
-    from device_bench.bundle import sha256_path, sha256_file
+    from device_bench.integrity import sha256_file, write_json
 
     if target not in TARGETS:
         raise EdgeDermError(f"--target {target!r} is unknown: use one of {', '.join(TARGETS)}")
@@ -149,17 +156,13 @@ def make_bundle(export_folder, target: str, out=None, n_images: int = 200, data_
     export_folder = Path(export_folder)
     manifest = Manifest.load(export_folder)
     export_folder = export_folder if export_folder.is_dir() else export_folder.parent
+    manifest.require_complete(export_folder)
     artifacts = select_artifacts(manifest, t, export_folder)
     for a in artifacts:  # never ship a file that no longer matches its manifest
-        src = export_folder / a.path
-        if not src.exists():
-            raise EdgeDermError(f"{src} named by the manifest is missing: export again")
-        if a.sha256 and sha256_path(src) != a.sha256:
-            raise EdgeDermError(f"{src} does not match its sha256 in {export_folder / 'manifest.json'}: "
-                                "export again (or edgederm verify it)")
+        manifest.artifact_file(export_folder, a)
     arrays, info = eval_set(manifest, data_root, n_images)
 
-    name = manifest.model.get("name") or export_folder.name
+    name = safe_name(manifest.model.get("name") or export_folder.name)
     out = Path(out) if out else Path("bundles")
     folder, archive = out / f"{name}-{target}", out / f"{name}-{target}.tar.gz"
     tmp = out / f".{folder.name}.tmp-{os.getpid()}"
@@ -176,8 +179,9 @@ def make_bundle(export_folder, target: str, out=None, n_images: int = 200, data_
             payload["masks"] = arrays.targets.astype(np.uint8)
         np.savez_compressed(tmp / "eval" / "images.npz", **payload)
         info["npz_sha256"] = sha256_file(tmp / "eval" / "images.npz")
-        (tmp / "eval" / "labels.json").write_text(json.dumps(info, indent=1) + "\n")
+        write_json(tmp / "eval" / "labels.json", info, indent=1)
         trimmed = Manifest.from_dict(manifest.to_dict())
+        trimmed.bundle = {"files": {f"eval/{n}": sha256_file(tmp / "eval" / n) for n in ("images.npz", "labels.json")}}
         trimmed.artifacts = [a for a in trimmed.artifacts if a.name in {x.name for x in artifacts}]
         trimmed.add_step("bundle", target=target, artifacts=[a.name for a in artifacts], images=len(arrays),
                          dataset=info["dataset"], ids_sha256=_ids_sha(info["ids"]))
@@ -201,3 +205,16 @@ def _ids_sha(ids: list[str]) -> str:
     from device_bench.bundle import ids_fingerprint
 
     return ids_fingerprint(ids)
+
+
+def executorch_lines(artifacts) -> list[str]:
+    """README lines for the bundle's ExecuTorch ``.pte`` programs (none when it has none)."""
+    pte = [a for a in artifacts if a.format == "executorch"]
+    if not pte:
+        return []
+    return ["## ExecuTorch programs", "",
+            f"{', '.join(f'`{a.path}`' for a in pte)}: XNNPACK-lowered programs, fed normalised float32 NCHW "
+            "(the manifest's mean/std). On the phone they load with ExecuTorch's `Module` API (Android "
+            "`org.pytorch.executorch`, iOS the ExecuTorch Swift package) or its `executor_runner` tool. Accuracy of "
+            "these very files on these images, on any Linux or macOS machine:", "", "```bash",
+            "pip install numpy executorch", "python3 -m device_bench run . --out results.json", "```", ""]

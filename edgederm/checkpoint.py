@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device_bench.integrity import dumps
 from edgederm.errors import EdgeDermError
 from edgederm.paths import atomic_path
 from edgederm.preprocessing import Preprocessing
@@ -55,7 +56,7 @@ class ModelCard:
 
 
 def sha256_file(path: Path) -> str:
-    from device_bench.bundle import sha256_file as device_sha256  # one implementation, devices use it too
+    from device_bench.integrity import sha256_file as device_sha256  # one implementation, devices use it too
 
     return device_sha256(path)
 
@@ -77,7 +78,7 @@ def save_checkpoint(model, card: ModelCard, path: str | os.PathLike) -> Path:
     card.weights_sha256 = sha256_file(tmp)
     card.edgederm_version = __version__
     tmp_card = atomic_path(card_path(path))
-    tmp_card.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    tmp_card.write_text(dumps(card.to_dict()) + "\n")
     os.replace(tmp, path)
     os.replace(tmp_card, card_path(path))
     return path

@@ -7,11 +7,11 @@ left behind because every writer goes through a temporary file and a rename.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from edgederm.commands.common import csv_list, gates_from_args, non_negative_int, positive_int, print_export
 from edgederm.errors import EdgeDermError
 
 
@@ -121,69 +121,43 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from device_bench.integrity import dumps as strict_json
     from edgederm.evaluate import evaluate_checkpoint
     from edgederm.metrics import format_metrics
 
+    if args.by or args.reliability:  # per-source scoring and calibration plots: edgederm.shift
+        from edgederm.shift import eval_command
+
+        return eval_command(args, _data_root(args))
     metrics, card, n = evaluate_checkpoint(args.checkpoint, _data_root(args), split=args.split,
                                            dataset=args.dataset, n_boot=args.bootstrap, limit=args.limit,
                                            architecture=args.arch)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "architecture": card.architecture, "split": args.split,
-                          "images": n, "metrics": {k: v.to_dict() for k, v in metrics.items()}}, indent=2))
+        print(strict_json({"checkpoint": str(args.checkpoint), "architecture": card.architecture, "split": args.split,
+                          "images": n, "metrics": {k: v.to_dict() for k, v in metrics.items()}}))
     else:
         print(f"{card.architecture} on {n} {args.split} images (95% bootstrap CI, {args.bootstrap} resamples)")
         print(format_metrics(metrics))
     return 0
 
 
-def _gates_from_args(args):
-    from edgederm.verify import DEFAULT_GATES, Gate
-
-    overrides = {}
-    for item in args.gate or []:
-        try:
-            precision, figure, value = item.split(":")
-            base = overrides.get(precision, DEFAULT_GATES.get(precision, Gate()))
-            overrides[precision] = Gate(**{**base.__dict__, figure: float(value)})
-        except (ValueError, TypeError):
-            raise EdgeDermError(f"--gate {item!r} must be PRECISION:FIGURE:VALUE, e.g. fp16:min_top1_agreement:0.98 "
-                                f"(figures: {', '.join(Gate.__dataclass_fields__)})") from None
-    return overrides
-
-
-def _print_export(outcome) -> int:
-    from edgederm.report import export_rows
-    from edgederm.table import print_table
-
-    print_table(export_rows(outcome))
-    print(f"\nmanifest: {outcome.folder / 'manifest.json'}")
-    return exit_status([f"export to {f['format']} {f['precision']} failed: {f['error']}" for f in outcome.failures],
-                       outcome.verify)
-
-
-def exit_status(failures: list[str], verify) -> int:
-    """Print each failure and failed gate as one error line; 1 if there was any (export and quantize)."""
-    bad = [r for r in verify if r.status == "fail"]
-    for message in failures:
-        print(f"edgederm: error: {message}", file=sys.stderr)
-    for r in bad:
-        print(f"edgederm: error: verification failed: {r.reason}", file=sys.stderr)
-    return 1 if (bad or failures) else 0
-
-
 def cmd_export(args) -> int:
     from edgederm.export import export
 
     out = Path(args.out) if args.out else Path("exports") / Path(args.checkpoint).stem
-    outcome = export(args.checkpoint, out, formats=args.to.split(","), verify=not args.no_verify,
-                     data_root=_data_root(args), n_verify=args.verify_images, gates=_gates_from_args(args),
-                     coreml_precisions=tuple(args.coreml_precision.split(",")), meta=args.meta, weights=args.weights,
-                     dynamic_batch=args.dynamic_batch, quantize=args.quantize)
-    return _print_export(outcome)
+    coreml = csv_list(args.coreml_precision, "--coreml-precision")
+    if set(coreml) - {"fp16", "fp32"}:
+        raise EdgeDermError(f"--coreml-precision {args.coreml_precision!r}: use fp16, fp32 or fp16,fp32")
+    outcome = export(args.checkpoint, out, formats=csv_list(args.to, "--to"), verify=not args.no_verify,
+                     data_root=_data_root(args), n_verify=args.verify_images, gates=gates_from_args(args),
+                     coreml_precisions=tuple(coreml), meta=args.meta, weights=args.weights,
+                     dynamic_batch=args.dynamic_batch, quantize=args.quantize, force=args.force,
+                     trust_source=args.trust_source)
+    return print_export(outcome)
 
 
 def cmd_verify(args) -> int:
-    from edgederm.checkpoint import load_checkpoint
+    from edgederm.byom import original_from_manifest
     from edgederm.export import ExportOutcome, verification_data
     from edgederm.manifest import Manifest
     from edgederm.verify import verify_manifest
@@ -191,15 +165,14 @@ def cmd_verify(args) -> int:
     folder = Path(args.folder)
     manifest = Manifest.load(folder)
     folder = folder if folder.is_dir() else folder.parent
-    from edgederm.byom import is_foreign, load_foreign
-
-    source = args.checkpoint or manifest.model["checkpoint"]
-    model = load_foreign(source, args.meta, args.weights)[0] if is_foreign(source) else load_checkpoint(source)[0]
+    manifest.require_complete(folder)
+    gates = gates_from_args(args)
+    model, _ = original_from_manifest(manifest, folder, args.checkpoint, args.meta, args.weights, trust=args.trust_source)
     images, targets = verification_data(manifest, _data_root(args), args.verify_images)
-    results = verify_manifest(manifest, folder, model, images, targets, _gates_from_args(args))
+    results = verify_manifest(manifest, folder, model, images, targets, gates)
     manifest.add_step("verify", images=int(len(images)), results={r.artifact: r.status for r in results})
     manifest.save(folder)
-    return _print_export(ExportOutcome(manifest, folder, verify=results))
+    return print_export(ExportOutcome(manifest, folder, verify=results))
 
 
 def cmd_compat(args) -> int:
@@ -213,7 +186,7 @@ def cmd_compat(args) -> int:
 
         target = Path(args.write)
         tmp = atomic_path(target)
-        tmp.write_text(markdown())
+        tmp.write_text(markdown(previous=target.read_text() if target.exists() else None))  # keeps the conformance section
         os.replace(tmp, target)
         print(f"wrote {target}")
     else:
@@ -231,9 +204,11 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from edgederm import __version__
 
-    p = argparse.ArgumentParser(prog="edgederm", description="Skin-lesion models from PyTorch to phones, verified.")
+    from device_bench.console import OneLineParser
+
+    p = OneLineParser(prog="edgederm", description="Skin-lesion models from PyTorch to phones, verified.")
     p.add_argument("--version", action="version", version=f"edgederm {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     def data_flag(sp):
         sp.add_argument("--data", help="data root holding derm7/ and lesionseg/ (default: $EDGEDERM_DATA, ../shared/data)")
@@ -244,15 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quick", action="store_true", help="smallest run (for tests)")
     sp.set_defaults(func=cmd_demo)
 
+    def trust_flag(sp):
+        sp.add_argument("--trust-source", action="store_true",
+                        help="load a TorchScript file, or a .pt2 with pickled entries (they run code): only for files you made")
+
     def gate_flags(sp):
-        sp.add_argument("--verify-images", type=int, default=128, help="real test images for the parity gates")
+        sp.add_argument("--verify-images", type=positive_int, default=128, help="real test images for the parity gates")
         sp.add_argument("--gate", action="append", metavar="PRECISION:FIGURE:VALUE",
                         help="override a gate, e.g. fp16:min_top1_agreement:0.98 (repeatable)")
 
     sp = sub.add_parser("export", help="checkpoint -> ONNX / TFLite / Core ML artifacts + manifest, verified")
     sp.add_argument("checkpoint", help="EdgeDerm checkpoint (.safetensors + card), model.pt2, TorchScript file, "
                                        "or module.path:factory (with --weights)")
-    sp.add_argument("--to", default="onnx,tflite,coreml", help="formats, comma-separated: onnx, tflite, coreml")
+    sp.add_argument("--to", default="onnx,tflite,coreml", help="formats, comma-separated: onnx, tflite, coreml, executorch")
     sp.add_argument("--out", help="output folder (default exports/<checkpoint name>)")
     sp.add_argument("--coreml-precision", default="fp16", help="fp16, fp32 or fp16,fp32")
     sp.add_argument("--meta", help="YAML/JSON with task, classes, preprocessing (foreign models; docs/byom.md)")
@@ -261,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quantize", metavar="SCHEMES",
                     help="then quantize, e.g. int8 or int8,dynamic (edgederm quantize --list); calibrated on train images")
     sp.add_argument("--dynamic-batch", action="store_true", help="ONNX with a free batch dimension (only with --to onnx: onnx2tf and TensorRT INT8 want static shapes)")
+    sp.add_argument("--force", action="store_true", help="write into a non-empty --out folder that is not an EdgeDerm export")
+    trust_flag(sp)
     data_flag(sp)
     gate_flags(sp)
     sp.set_defaults(func=cmd_export)
@@ -270,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", help="the PyTorch original (default: the one the manifest names)")
     sp.add_argument("--meta", help="for a foreign original: its YAML/JSON description")
     sp.add_argument("--weights", help="for a module.path:factory original")
+    trust_flag(sp)
     data_flag(sp)
     gate_flags(sp)
     sp.set_defaults(func=cmd_verify)
@@ -291,10 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", help="one dataset folder (default: every folder in the data root)")
     sp.add_argument("--layout", help="force a layout: derm7, lesionseg, ham10000, isic_task1, folder")
     sp.add_argument("--out", default="derm-download", help="download destination")
-    sp.add_argument("--size", type=int, default=224, help="DermaMNIST image size (28, 64, 128, 224)")
+    sp.add_argument("--size", type=positive_int, default=224, help="DermaMNIST image size (28, 64, 128, 224)")
     sp.add_argument("--search", default="", help="ISIC Archive search query")
     sp.add_argument("--collections", default="", help="ISIC Archive collection ids")
-    sp.add_argument("--limit", type=int, default=0)
+    sp.add_argument("--limit", type=non_negative_int, default=0)
     sp.set_defaults(func=cmd_data)
 
     sp = sub.add_parser("train", help="train a zoo model (a reference recipe or your own settings)")
@@ -303,21 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--list", action="store_true", help="list the recipes")
     sp.add_argument("--model")
     sp.add_argument("--dataset", help="folder name below the data root, or a path (default derm7)")
-    sp.add_argument("--epochs", type=int)
-    sp.add_argument("--batch-size", type=int, default=32)
+    sp.add_argument("--epochs", type=positive_int)
+    sp.add_argument("--batch-size", type=positive_int, default=32)
     sp.add_argument("--lr", type=float, default=1e-3)
     sp.add_argument("--pretrained", default="none", choices=["none", "imagenet", "online"])
     sp.add_argument("--distill-from", help="teacher checkpoint (.safetensors)")
     sp.add_argument("--init", help="start from this checkpoint's weights and shapes, e.g. to fine-tune a pruned "
                                    "model further (--model defaults to its architecture)")
-    sp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
-    sp.add_argument("--limit", type=int, help="train on a class-stratified subset of this many images")
-    sp.add_argument("--freeze-blocks", type=int, default=0,
+    sp.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"))
+    sp.add_argument("--limit", type=positive_int, help="train on a class-stratified subset of this many images")
+    sp.add_argument("--freeze-blocks", type=non_negative_int, default=0,
                     help="freeze the stem and the first N blocks of a pretrained EfficientNet/MobileNet")
-    sp.add_argument("--progressive-size", type=int, nargs=3, metavar=("H", "W", "EPOCHS"),
+    sp.add_argument("--progressive-size", type=positive_int, nargs=3, metavar=("H", "W", "EPOCHS"),
                     help="train the first EPOCHS epochs at H x W, the rest at the input size")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test CIs")
+    sp.add_argument("--seed", type=non_negative_int, default=0)
+    sp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the test CIs")
     sp.add_argument("--out", help="checkpoint path (.safetensors)")
     sp.add_argument("--out-dir", help="folder for recipe checkpoints (default $EDGEDERM_HOME/checkpoints)")
     sp.set_defaults(func=cmd_train)
@@ -326,11 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("checkpoint")
     data_flag(sp)
     sp.add_argument("--dataset", help="dataset folder (default: the one in the model card)")
-    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
-    sp.add_argument("--limit", type=int)
-    sp.add_argument("--bootstrap", type=int, default=1000)
+    sp.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                    help="all: every image (an external set without splits)")
+    sp.add_argument("--limit", type=positive_int)
+    sp.add_argument("--bootstrap", type=positive_int, default=1000)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--arch", help="load the weights into this architecture instead of the card's (e.g. segnet_mobile)")
+    sp.add_argument("--by", choices=["source"], help="also report each acquisition source (metadata.csv) with CIs")
+    sp.add_argument("--reliability", metavar="PNG", help="write the reliability diagram (with --by: a line per source)")
     sp.set_defaults(func=cmd_eval)
 
     import importlib
@@ -343,22 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 1 a verdict (gate or benchmark row failed), 2 fix your input, 3 internal error
+    (traceback in the log file the line names), 130/143 interrupted (``device_bench.console``)."""
+    from device_bench.console import run_command
+    from device_bench.errors import DeviceBenchError
+    from device_bench.lifecycle import run_scope
+    from device_bench.results import ResultsError
+    from edgederm.paths import home
+
     os.environ.setdefault("NNCF_CI", "1")  # NNCF telemetry would try the network
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad option (its one line is printed): the code, not an exception
+        return e.code if isinstance(e.code, int) else 2
     if getattr(args, "list", False):
         from edgederm.recipes import RECIPES
 
         for name, r in RECIPES.items():
             print(f"{name:<24} {r.config.model:<20} {r.why}")
         return 0
-    try:
-        return args.func(args)
-    except EdgeDermError as e:
-        print(f"edgederm: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edgederm: interrupted", file=sys.stderr)
-        return 130
+    logs = home() / "logs"
+    with run_scope(logs=logs):
+        return run_command("edgederm", lambda: args.func(args), (EdgeDermError, DeviceBenchError, ResultsError),
+                           logs, verbose=args.verbose, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ combinations convert with parity, declared-unsupported ones still fail.
 
 from __future__ import annotations
 
-FORMAT_COLUMNS = (("onnx", "ONNX"), ("tflite", "TFLite fp32/fp16"), ("coreml", "Core ML"))
+FORMAT_COLUMNS = (("onnx", "ONNX"), ("tflite", "TFLite fp32/fp16"), ("coreml", "Core ML"), ("executorch", "ExecuTorch XNNPACK"))
 
 
 def status(entry, fmt: str) -> str:
@@ -34,7 +34,8 @@ def rows() -> list[dict]:
     return out
 
 
-def markdown() -> str:
+def markdown(previous: str | None = None) -> str:
+    """The zoo table; ``previous`` (the file's current text) keeps its generated conformance section."""
     r = rows()
     cols = list(r[0])
     lines = ["# Compatibility: zoo model x export format", "",
@@ -42,7 +43,12 @@ def markdown() -> str:
              "`tests/test_coverage_matrix.py` checks that each declaration is still true (parity at small input "
              "sizes; an unsupported combination that starts working fails the test).", "",
              "✅ converts and passes parity · ✅ via X: converted through a registered twin with the same weights · "
-             "❌ unsupported (reason in notes). Core ML numeric parity needs macOS; on Linux the spec is validated.", "",
+             "❌ unsupported (reason in notes). Core ML numeric parity needs macOS; on Linux the spec is validated. "
+             "ExecuTorch: fp32 `.pte` lowered with the XNNPACK partitioner; each export records in its manifest "
+             "how many nodes XNNPACK took and which operators stayed on portable kernels (`delegation`).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(x[c]) for c in cols) + " |" for x in r]
-    return "\n".join(lines) + "\n"
+    from edgederm.conformance import section_of
+
+    kept = section_of(previous or "")
+    return "\n".join(lines) + "\n" + ("\n" + kept if kept else "")

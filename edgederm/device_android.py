@@ -9,6 +9,8 @@ carry latency and delegation, not accuracy.
 
 from __future__ import annotations
 
+import re
+
 import os
 import shlex
 import shutil
@@ -103,7 +105,7 @@ def device_facts(adb: Adb) -> dict:
 
 def run_android(bundle_folder, benchmark_model, config: AndroidConfig, device: str | None = None):
     """Results (``device_bench.results`` schema) for every .tflite artifact x delegate x thread count."""
-    from device_bench.bundle import sha256_path
+    from device_bench.integrity import sha256_path
     from device_bench.parsers import ParseError, benchmark_model as parser
     from device_bench.results import Results
     from edgederm.manifest import Manifest
@@ -132,7 +134,11 @@ def run_android(bundle_folder, benchmark_model, config: AndroidConfig, device: s
     for a in tflites:
         base = {"artifact": a.name, "format": "tflite", "precision": a.precision, "path": a.path, "sha256": a.sha256,
                 "size_bytes": a.size_bytes, "device": key, "role": "artifact"}
-        local = folder / a.path
+        local = folder / a.path  # Manifest.load kept it inside the bundle
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", Path(a.path).name):  # it goes into an adb shell line
+            results.add({**base, "status": "failed", "reason": f"{a.path}: a file name with shell characters is not "
+                         "pushed to the phone; make the bundle again"})
+            continue
         if not local.exists() or sha256_path(local) != a.sha256:
             results.add({**base, "status": "failed", "reason": f"{a.path} is missing or its sha256 differs from the "
                          "manifest: copy the bundle again"})

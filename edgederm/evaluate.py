@@ -34,13 +34,22 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: s
     """(metrics, card, number of images) for a checkpoint on a split of its dataset (or ``dataset``).
 
     ``architecture`` loads the same weights into another zoo entry (a deploy twin such as
-    ``segnet_mobile``), which must accept them unchanged.
+    ``segnet_mobile``), which must accept them unchanged. ``split`` "all" takes every image.
     """
+    outputs, targets, ds, card = checkpoint_outputs(checkpoint, data_root, split, dataset, limit, architecture)
+    metrics = score_outputs(outputs, targets, card.classes if card.task == "classification" else None, n_boot=n_boot)
+    return metrics, card, len(targets)
+
+
+def checkpoint_outputs(checkpoint: str | Path, data_root: Path | None, split: str = "test",
+                       dataset: str | None = None, limit: int | None = None, architecture: str | None = None):
+    """(raw outputs, targets, the dataset evaluated, card): what per-source scoring and refitting need."""
     from edgederm.checkpoint import load_checkpoint
     from edgederm.data import load_dataset
     from edgederm.data.layouts import find_dataset
     from edgederm.data.arrays import load_arrays
     from edgederm.errors import EdgeDermError
+    from edgederm.tensors import predict
 
     model, card = load_checkpoint(checkpoint)
     if architecture:
@@ -55,6 +64,5 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: s
     if limit:
         ds = ds.subset(limit)
     arrays = load_arrays(ds, card.preprocessing, desc=f"decode {split}")
-    metrics = score_arrays(model, arrays, card.preprocessing, card.classes if card.task == "classification" else None,
-                           n_boot=n_boot)
-    return metrics, card, len(arrays)
+    outputs = predict(model, arrays.images, card.preprocessing, desc="evaluate")
+    return outputs, arrays.targets, ds, card

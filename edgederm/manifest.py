@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device_bench.integrity import IntegrityError, contained, proven, write_json
 from edgederm.errors import EdgeDermError
-from edgederm.paths import atomic_path
 from edgederm.preprocessing import Preprocessing
 
 SCHEMA = "edgederm.manifest"
 SCHEMA_VERSION = 1
 FILENAME = "manifest.json"
+COMPLETE, INCOMPLETE = "complete", "incomplete"
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Artifact:
     tool_versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verify: dict[str, Any] | None = None  # figures and verdict, or {"skipped": True, "reason": ...}
+    delegation: dict[str, Any] | None = None  # backend coverage (ExecuTorch: nodes delegated to XNNPACK)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Artifact":
@@ -68,6 +70,8 @@ class Manifest:
     steps: list[dict[str, Any]] = field(default_factory=list)
     schema: str = SCHEMA
     version: int = SCHEMA_VERSION
+    state: str = COMPLETE  # "incomplete" while a stage is writing the folder; stages refuse such a folder
+    bundle: dict[str, Any] | None = None  # in a bundle: {"files": {relative name: sha256}} of its eval files
 
     # --- access ----------------------------------------------------------------------------
     @property
@@ -95,10 +99,25 @@ class Manifest:
                            "command": " ".join(sys.argv), "edgederm": __version__, **details})
 
     # --- serialisation ---------------------------------------------------------------------
+    def artifact_file(self, folder: str | os.PathLike, artifact: Artifact) -> Path:
+        """The artifact's file inside ``folder``, its existence and sha256 proven (every read goes through here)."""
+        try:
+            return proven(Path(folder), artifact.path, artifact.sha256, f"artifact {artifact.name}")
+        except IntegrityError as e:
+            raise EdgeDermError(f"{e}: re-export it, or run edgederm verify on {Path(folder)} to record what is there") from None
+
+    def require_complete(self, folder: str | os.PathLike) -> None:
+        if self.state != COMPLETE:
+            raise EdgeDermError(f"{Path(folder) / FILENAME} is from an interrupted or failed run (state "
+                                f"{self.state!r}): export again into that folder")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": self.schema, "version": self.version, "model": self.model,
-                "preprocessing": self.preprocessing.to_dict(), "output": self.output,
-                "artifacts": [asdict(a) for a in self.artifacts], "steps": self.steps}
+        d = {"schema": self.schema, "version": self.version, "state": self.state, "model": self.model,
+             "preprocessing": self.preprocessing.to_dict(), "output": self.output,
+             "artifacts": [asdict(a) for a in self.artifacts], "steps": self.steps}
+        if self.bundle is not None:
+            d["bundle"] = self.bundle
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "manifest") -> "Manifest":
@@ -107,16 +126,15 @@ class Manifest:
         if int(d.get("version", 0)) > SCHEMA_VERSION:
             raise EdgeDermError(f"{source} has manifest version {d['version']}, newer than this EdgeDerm "
                                 f"({SCHEMA_VERSION}): upgrade edgederm")
+        if not isinstance(d.get("model"), dict) or not {"task", "classes"} <= set(d["model"]):
+            raise EdgeDermError(f"{source} lacks model.task / model.classes: export again")
+        artifacts = [Artifact.from_dict(a) for a in d.get("artifacts", [])]
         return cls(model=d["model"], preprocessing=Preprocessing.from_dict(d["preprocessing"]), output=d["output"],
-                   artifacts=[Artifact.from_dict(a) for a in d.get("artifacts", [])], steps=d.get("steps", []),
-                   version=int(d["version"]))
+                   artifacts=artifacts, steps=list(d.get("steps", [])), version=int(d["version"]),
+                   state=str(d.get("state", COMPLETE)), bundle=d.get("bundle"))
 
     def save(self, folder: str | os.PathLike) -> Path:
-        path = Path(folder) / FILENAME
-        tmp = atomic_path(path)
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(Path(folder) / FILENAME, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Manifest":
@@ -126,9 +144,15 @@ class Manifest:
         if not path.exists():
             raise EdgeDermError(f"no manifest at {path}: pass an export folder or its manifest.json")
         try:
-            return cls.from_dict(json.loads(path.read_text()), str(path))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise EdgeDermError(f"{path} is not a valid manifest ({type(e).__name__}: {e})") from None
+            manifest = cls.from_dict(json.loads(path.read_text()), str(path))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+            raise EdgeDermError(f"{path} is not a valid manifest ({type(e).__name__}: {str(e)[:120]}): export again") from None
+        for a in manifest.artifacts:  # symlinks are resolved against the real folder
+            try:
+                contained(path.parent, a.path, f"artifact {a.name} path")
+            except IntegrityError as e:
+                raise EdgeDermError(f"{path}: {e}; refused (export again)") from None
+        return manifest
 
 
 def output_spec(task: str, classes: list[str]) -> dict[str, Any]:

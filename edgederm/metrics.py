@@ -4,6 +4,7 @@ Classification (ISIC 2018 Task 3): accuracy, balanced accuracy (the challenge me
 dominates, so plain accuracy flatters), macro-F1, macro AUROC, per-class sensitivity and
 melanoma sensitivity at 80 % specificity. Segmentation (ISIC Task 1): per-image Dice,
 Jaccard and ISIC's thresholded Jaccard (an image's IoU below 0.65 counts as 0), averaged.
+Classification also reports the top-1 expected calibration error (``ece``, 15 bins).
 The point metrics come from scikit-learn; the bootstrap is a short loop of our own because
 resamples that miss a rare class must count as undefined (NaN), not fail the whole CI.
 """
@@ -103,7 +104,15 @@ def classification_metrics(y, prob, classes, n_boot: int = 1000, seed: int = 0,
         m = list(classes).index(melanoma)
         out[f"{melanoma}_sensitivity_at_spec{int(MEL_SPECIFICITY * 100)}"] = with_ci(
             lambda i: sensitivity_at_specificity(y[i] == m, prob[i][:, m]), len(y), n_boot, seed)
+    out["ece"] = with_ci(lambda i: expected_calibration_error(y[i], prob[i]), len(y), n_boot, seed)
     return out
+
+
+def expected_calibration_error(y: np.ndarray, prob: np.ndarray, n_bins: int = 15) -> float:
+    """Top-1 expected calibration error (L1, equal-width bins); the numpy one devices run."""
+    from device_bench.metrics import expected_calibration_error as ece
+
+    return ece(y, prob, n_bins)
 
 
 # --- segmentation --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from edgederm.errors import EdgeDermError
@@ -44,3 +45,9 @@ def atomic_path(target: Path) -> Path:
     """A temporary sibling of ``target``: write there, then ``os.replace`` it onto ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+
+
+def safe_name(name: str) -> str:
+    """A manifest's model name as a file name: no separators, no '..', nothing outside --out."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "model"
+    return cleaned[:80]

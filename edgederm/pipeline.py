@@ -44,6 +44,25 @@ SECTION_KEYS = {
     "bench": {"threads", "images", "runs", "warmup", "bootstrap", "peers", "throughput_batch", "peak"},
 }
 TOP_KEYS = {"name", "out", "data", "models", "report", *SECTION_KEYS}
+# What each setting must be; a wrong type is a one-line error at load time, not a traceback mid-run.
+_KINDS = {"fraction": "a number above 0 and at most 1", "count": "a whole number >= 0", "pos": "a whole number >= 1",
+          "bool": "true or false", "str": "a name", "strlist": "a list of names", "poslist": "a list of whole numbers >= 1"}
+SETTING_KINDS = {"sparsity": "fraction", "macs_budget": "fraction", "importance": "str", "finetune_epochs": "count",
+                 "distill": "bool", "protect": "strlist", "global_pruning": "bool", "round_to": "pos",
+                 "train_limit": "pos", "seed": "count", "formats": "strlist", "tflite_precisions": "strlist",
+                 "coreml_precisions": "strlist", "verify_images": "pos", "schemes": "strlist", "calibration_size": "pos",
+                 "threads": "poslist", "images": "pos", "runs": "pos", "warmup": "count", "bootstrap": "pos",
+                 "peers": "bool", "throughput_batch": "count", "peak": "bool"}
+
+
+def _fits(kind: str, v) -> bool:
+    is_int = isinstance(v, int) and not isinstance(v, bool)
+    return {"fraction": lambda: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+            "count": lambda: is_int and v >= 0, "pos": lambda: is_int and v >= 1,
+            "bool": lambda: isinstance(v, bool), "str": lambda: isinstance(v, str) and bool(v),
+            "strlist": lambda: isinstance(v, list) and bool(v) and all(isinstance(x, str) and x for x in v),
+            "poslist": lambda: isinstance(v, list) and bool(v) and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                        and x >= 1 for x in v)}[kind]()
 BUILTIN: dict[str, dict] = {
     "lite0": {"name": "lite0", "models": [{"recipe": "lite0_derm7"}],
               "export": {"formats": ["onnx", "tflite", "coreml"]},
@@ -83,11 +102,14 @@ class Job:
 
 
 def model_name(model: dict) -> str:
+    """The model's folder name below the recipe's ``out`` (never a path of its own)."""
+    from edgederm.paths import safe_name
+
     if "name" in model:
-        return str(model["name"])
+        return safe_name(str(model["name"]))
     if "recipe" in model:
-        return str(model["recipe"])
-    return Path(str(model["checkpoint"])).stem
+        return safe_name(str(model["recipe"]))
+    return safe_name(Path(str(model["checkpoint"])).stem)
 
 
 def load_recipe(source: str | os.PathLike) -> Recipe:
@@ -121,12 +143,21 @@ def load_recipe(source: str | os.PathLike) -> Recipe:
         if bad:
             raise EdgeDermError(f"{where}: unknown {section} setting(s) {', '.join(sorted(bad))}; "
                                 f"known: {', '.join(sorted(allowed))}")
+        for key, v in (value or {}).items():
+            if not _fits(SETTING_KINDS[key], v):
+                raise EdgeDermError(f"{where}: {section}.{key} is {v!r}; it must be {_KINDS[SETTING_KINDS[key]]}")
+    for key in ("name", "out", "data"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise EdgeDermError(f"{where}: '{key}' must be a string, not {d[key]!r}")
     models = d.get("models")
     if not models or not isinstance(models, list):
         raise EdgeDermError(f"{where}: 'models' must list at least one model (checkpoint: PATH or recipe: NAME)")
     for m in models:
         if not isinstance(m, dict) or not ({"checkpoint", "recipe"} & set(m)):
             raise EdgeDermError(f"{where}: each model needs 'checkpoint: PATH' or 'recipe: NAME' (got {m!r})")
+        odd = [k for k in ("checkpoint", "recipe", "name") if k in m and not (isinstance(m[k], str) and m[k])]
+        if odd:
+            raise EdgeDermError(f"{where}: model {odd[0]} must be a non-empty string (got {m[odd[0]]!r})")
     names = [model_name(m) for m in models]
     if len(set(names)) != len(names):
         raise EdgeDermError(f"{where}: two models share a name ({names}); give one a 'name:'")
@@ -373,8 +404,12 @@ def run_on_ray(all_jobs: list[Job], address: str) -> list[dict]:
     except ImportError:
         raise EdgeDermError("--ray needs the 'ray' package: pip install ray") from None
     if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+        try:
+            ray.init(address=None if address == "local" else address, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+            raise EdgeDermError(f"--ray {address}: no Ray cluster answered ({type(e).__name__}); start one (ray start "
+                                "--head), or use --ray local or --jobs N") from None
     task = ray.remote(num_cpus=1)(run_job)
     return ray.get([task.remote(j) for j in all_jobs])
 

@@ -7,6 +7,8 @@ original feed the network the same numbers.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,11 +50,27 @@ class Preprocessing:
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
             raise EdgeDermError(f"preprocessing resize {self.resize!r} is not one of {RESIZE_MODES}")
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise EdgeDermError(f"preprocessing input_size {self.input_size} must be (height, width) >= 8")
-        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        try:
+            size = tuple(int(v) for v in self.input_size)
+            mean, std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+            scale = float(self.scale)
+        except (TypeError, ValueError):
+            raise EdgeDermError(f"preprocessing {self.input_size=}, {self.mean=}, {self.std=}, {self.scale=} must be "
+                                "numbers: input_size [height, width], mean and std three per channel") from None
+        if len(size) != 2 or min(size) < 8 or max(size) > 8192:
+            raise EdgeDermError(f"preprocessing input_size {list(size)} must be [height, width], each 8 to 8192")
+        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std + (scale,)):
+            raise EdgeDermError(f"preprocessing mean {list(mean)} and std {list(std)} must be three finite numbers each")
+        if min(std) <= 0 or scale <= 0:
+            raise EdgeDermError(f"preprocessing std {list(std)} and scale {scale} must be above 0 (they divide and "
+                                "multiply every pixel)")
+        if self.channel_order not in ("RGB", "BGR") or self.layout not in ("NCHW", "NHWC"):
+            raise EdgeDermError(f"preprocessing channel_order {self.channel_order!r} / layout {self.layout!r} must be "
+                                "RGB or BGR / NCHW or NHWC")
+        object.__setattr__(self, "input_size", size)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "scale", scale)
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +81,8 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+        if not isinstance(d, dict):
+            raise EdgeDermError(f"preprocessing must be a mapping (input_size, mean, std, ...), not {type(d).__name__}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

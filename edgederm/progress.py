@@ -4,9 +4,10 @@ occasional plain lines in a log (CI), nothing when EDGEDERM_QUIET is set."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Iterable, Iterator, TypeVar
+
+from device_bench.console import stream
 
 T = TypeVar("T")
 
@@ -16,7 +17,8 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "", every
         yield from items
         return
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
-    tty = sys.stderr.isatty()
+    out = stream()  # the real stderr, while other tools' chatter goes to the log
+    tty = out.isatty()
     start = last = time.perf_counter()
     i = 0
     for i, item in enumerate(items, start=1):
@@ -28,13 +30,13 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "", every
             of = f"/{total}" if total else ""
             eta = f", {((total - i) / rate):.0f}s left" if total and rate > 0 else ""
             msg = f"{desc}: {i}{of} ({rate:.1f}/s{eta})"
-            sys.stderr.write(("\r" + msg + " " * 8) if tty else msg + "\n")
-            sys.stderr.flush()
+            out.write(("\r" + msg + " " * 8) if tty else msg + "\n")
+            out.flush()
     if tty and i:
-        sys.stderr.write("\n")
+        out.write("\n")
 
 
 def log(msg: str) -> None:
     """A status line on stderr (so stdout stays parseable tables/JSON)."""
     if not os.environ.get("EDGEDERM_QUIET"):
-        print(msg, file=sys.stderr, flush=True)
+        print(msg, file=stream(), flush=True)

@@ -33,6 +33,11 @@ _add(Recipe("lite0_derm7", TrainConfig(
     progressive_size=(112, 150), progressive_epochs=6, freeze_blocks=2),
     "EfficientNet-Lite0 from the offline ImageNet weights; the only family with pretraining offline. "
     "Six epochs at 112x150 then three at 144x192, stem and first two stages frozen (docs/benchmarks.md)."))
+_add(Recipe("lite0_vienna", TrainConfig(
+    "efficientnet_lite0", "derm7", epochs=4, batch_size=32, lr=1e-3, warmup_steps=30, pretrained="imagenet",
+    input_size=(112, 150), freeze_blocks=2, train_limit=1200, sources=("vidir_modern", "vidir_molemax", "vienna_dias")),
+    "Site-shift experiment (docs/site-shift.md): Lite0 on the three Vienna sources only, a short CPU budget "
+    "(1,200 train images, 4 epochs at 112x150); evaluate on derm7 test --by source to see rosendahl."))
 _add(Recipe("mnv3l_derm7", TrainConfig(
     "mobilenetv3_large", "derm7", epochs=8, batch_size=32, lr=2e-3, warmup_steps=200,
     distill_alpha=0.8, distill_temperature=2.0, progressive_size=(112, 150), progressive_epochs=6),

@@ -63,43 +63,28 @@ def plot_pareto(results, path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edgederm.pareto import draw_panel, gate_note, place_labels
+
     key, name = HEADLINE[results.model.get("task", "classification")]
     rows = measured(results.rows)
     threads = sorted({r.get("threads") for r in rows}) or [None]
     with_device = len({r.get("device") for r in rows}) > 1
     fig, axes = plt.subplots(1, len(threads), figsize=(7.5 * len(threads), 5.5), dpi=110, squeeze=False)
-    markers = {"original": "s", "artifact": "o", "peer": "^"}
-    labels = []
+    labels, panels = [], []
     for ax, t in zip(axes[0], threads):
         panel = [r for r in rows if r.get("threads") == t]
-        points = [(r["latency"]["median_ms"], r["metrics"][key]["value"]) for r in panel]
-        front = set(pareto_front(points))
-        order = sorted(range(len(panel)), key=lambda i: points[i])
-        for rank, i in enumerate(order):
-            r, m = panel[i], panel[i]["metrics"][key]
-            yerr = [[m["value"] - m["low"]], [m["high"] - m["value"]]] if m.get("low") is not None else None
-            ax.errorbar(*points[i], yerr=yerr, fmt=markers.get(r.get("role"), "o"), capsize=3, alpha=0.85,
-                        color="tab:red" if i in front else "tab:blue")
-            text = label(r, with_device)
-            # Staggered offsets: artifacts of one model often share a metric value and crowd one line.
-            ax.annotate(text, points[i], textcoords="offset points", xytext=(4, 6 + 9 * (rank % 4)), fontsize=7,
-                        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
-            labels.append(text)
-        if front:
-            f = sorted(points[i] for i in front)
-            ax.plot([p[0] for p in f], [p[1] for p in f], "--", color="tab:red", lw=1, label="Pareto front")
-            ax.legend(loc="lower right", fontsize=8)
-        ax.set_xscale("log")
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        drawn = draw_panel(ax, panel, key, pareto_front)  # the front through gate-passed rows only
+        texts = [label(r, with_device) for r in panel]
+        labels += texts
+        panels.append((ax, drawn, [x + gate_note(r) for x, r in zip(texts, panel)]))
         ax.set_xlabel("median latency per image, ms (batch 1, log scale)")
         ax.set_ylabel(f"{name} (95% bootstrap CI)")
         ax.set_title(f"{t} thread(s)  (■ original  ● artifact  ▲ peer path)", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{results.model.get('name')}: {name} vs latency")
     fig.tight_layout()
+    for ax, drawn, texts in panels:  # after the layout: placement works in final display units
+        place_labels(ax, drawn["points"], texts, drawn["order"])
     fig.savefig(path)
     plt.close(fig)
     return labels
@@ -135,7 +120,10 @@ def plot_size(results, path) -> list[str]:
 def device_columns(results) -> tuple[list[str], list[dict]]:
     """One row per (artifact, threads), one latency column per device: how ``results merge`` shows devices."""
     devices = list(dict.fromkeys(r.get("device", "?") for r in results.rows))
-    short = {d: d[:32] for d in devices}
+    # grouped by instruction set (int8 conclusions depend on it), each header names its ISA
+    devices.sort(key=lambda d: isa_label(results.environments.get(d, {})))
+    short = {d: d[:32] + (f" [{isa_label(results.environments.get(d, {}))}]"
+                          if isa_label(results.environments.get(d, {})) else "") for d in devices}
     table: dict[tuple, dict] = {}
     key, _ = HEADLINE[results.model.get("task", "classification")]
     for r in results.rows:
@@ -148,6 +136,19 @@ def device_columns(results) -> tuple[list[str], list[dict]]:
         else:
             row.setdefault(f"ms · {short[r.get('device', '?')]}", r["status"])
     return devices, list(table.values())
+
+
+def isa_label(facts: dict) -> str:
+    """The environment's ISA label (``device_bench.isa``), e.g. ``AVX2`` or ``NEON+dotprod``; "" if unrecorded."""
+    return (facts.get("cpu_isa") or {}).get("label") or ""
+
+
+def isa_text(facts: dict) -> str:
+    isa = facts.get("cpu_isa") or {}
+    if not isa.get("label"):
+        return "not recorded"
+    dot = "int8 dot products" if isa.get("int8_dot") else "no int8 dot product (int8 may not beat fp32)"
+    return f"{isa['label']}; {dot}"
 
 
 def noise_text(data: dict) -> str:
@@ -206,9 +207,9 @@ def render(results, out_dir) -> dict:
         md += ["\n## Devices (median ms per image)\n", markdown_table(per_device)]
         html_parts.append("<h2>Devices (median ms per image)</h2>" + html_table(per_device))
     md += ["\n![accuracy vs latency](pareto.png)\n", "![accuracy vs size](size.png)\n", "\n## Environment\n"]
-    env_rows = [{"device": k, **{f: (json.dumps(v) if isinstance(v, dict) else v) for f, v in e.items()
+    env_rows = [{"device": k, "ISA": isa_text(e), **{f: (json.dumps(v) if isinstance(v, dict) else v) for f, v in e.items()
                                  if f in ("cpu_model", "cpu_count", "memory_mb", "os", "python", "gpu", "peak_gmacs", "runtimes", "board_model", "cpu_clocks")}}
-                for k, e in results.environments.items()]
+                for k, e in sorted(results.environments.items(), key=lambda kv: isa_label(kv[1]))]
     md.append(markdown_table(env_rows))
     html_parts.append("<h2>Environment</h2>" + html_table(env_rows))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"

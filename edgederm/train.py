@@ -45,6 +45,7 @@ class TrainConfig:
     progressive_size: tuple[int, int] | None = None
     progressive_epochs: int = 0
     freeze_blocks: int = 0  # freeze the stem and the first N blocks (pretrained low-level features)
+    sources: tuple[str, ...] = ()  # only images from these acquisition sources (metadata.csv); () = all
     seed: int = 0
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -54,7 +55,12 @@ def _resolve_dataset(config: TrainConfig, data_root: Path | None):
     from edgederm.data import load_dataset
     from edgederm.data.layouts import find_dataset
 
-    return load_dataset(find_dataset(config.dataset, data_root), seed=config.seed)
+    ds = load_dataset(find_dataset(config.dataset, data_root), seed=config.seed)
+    if config.sources:  # e.g. train on some clinics, test on another (docs/site-shift.md)
+        from edgederm.data.sources import select_sources
+
+        ds = select_sources(ds, list(config.sources))
+    return ds
 
 
 def keep_freed_memory() -> bool:

@@ -11,9 +11,12 @@ Public API (stable; ``quantization.diagnose``/``qat``/``control`` build on it):
 - ``int16x8:tflite`` -> ``tflite_int16x8``: int16 activations, int8 weights (slow kernels)
 - ``int8:onnx`` -> ``onnx_int8``: onnxruntime quantize_static, u8s8 QOperator, per-channel 7-bit weights
 - ``int8_nncf:onnx`` -> ``onnx_int8_nncf``: nncf.quantize on the ONNX model (QDQ)
+- ``int8_qdq:onnx`` -> ``onnx_int8_qdq``: TensorRT-ready QDQ (s8s8 symmetric, per-channel weights,
+  Q/DQ where TensorRT fuses them; ``quantization.onnx_qdq``)
 - ``fp16:coreml`` -> ``coreml_fp16``: export's fp16 package (reused, or converted)
 - ``w8:coreml`` -> ``coreml_w8``: linear int8 weights (``linear_quantize_weights``);
   ``int8:coreml`` is an alias (as Ultralytics' ``coreml int8``)
+- ``int8:executorch`` -> ``executorch_int8``: PT2E ``XNNPACKQuantizer`` (per-channel symmetric), XNNPACK ``.pte``
 - ``palette6:coreml`` / ``palette4:coreml`` -> ``coreml_palette6/4``: k-means palettized weights
 - ``w8a8:coreml`` -> ``coreml_w8a8``: int8 weights and activations, calibrated in torch
 
@@ -58,11 +61,13 @@ from quantization.api import (SCHEMES, QuantContext, QuantizeOutcome, QuantSchem
                               quantize, register_scheme, resolve, run_scheme, scheme_names, summary_rows)
 from quantization.calibration import CalibrationConfig, CalibrationSet, load_calibration
 from quantization.coreml import CoreMLW8A8Config, CoreMLWeightConfig
+from quantization.executorch import ExecuTorchInt8Config
 from quantization.onnx import NNCFConfig, OrtStaticConfig
+from quantization.onnx_qdq import TensorRTQDQConfig
 from quantization.tflite import TFLiteConfig
 
 __all__ = ["SCHEMES", "CalibrationConfig", "CalibrationSet", "CoreMLW8A8Config", "CoreMLWeightConfig", "NNCFConfig",
-           "OrtStaticConfig", "QuantContext", "QuantScheme", "QuantizeOutcome", "TFLiteConfig", "artifact_filename",
+           "OrtStaticConfig", "QuantContext", "TensorRTQDQConfig", "QuantScheme", "QuantizeOutcome", "TFLiteConfig", "artifact_filename",
            "formats_in", "load_calibration", "quantize", "register_scheme", "resolve", "run_scheme", "scheme_names",
            "summary_rows"]
 
@@ -84,6 +89,9 @@ def _register() -> None:
                     "onnxruntime quantize_static: u8s8, QOperator, per-channel 7-bit weights, percentile ranges"),
         QuantScheme("int8_nncf", "onnx", NNCFConfig(), f"{o}:nncf_ptq", "onnx_int8_nncf",
                     "nncf.quantize on the ONNX model: QDQ, performance preset, bias correction"),
+        QuantScheme("int8_qdq", "onnx", TensorRTQDQConfig(), "quantization.onnx_qdq:trt_qdq", "onnx_int8_qdq",
+                    "TensorRT-ready QDQ: int8 symmetric, per-channel weights, per-tensor activations, Q/DQ on "
+                    "the inputs TensorRT fuses (explicit quantization for trtexec / the tensorrt runner)"),
         QuantScheme("fp16", "coreml", None, f"{c}:fp16", "coreml_fp16",
                     "fp16 mlprogram (export's package, reused; converted if absent)", calibrated=False),
         QuantScheme("w8", "coreml", CoreMLWeightConfig("linear", 8), f"{c}:compress_weights", "coreml_w8",
@@ -101,6 +109,9 @@ def _register() -> None:
         QuantScheme("w8a8", "coreml", CoreMLW8A8Config(), f"{c}:w8a8", "coreml_w8a8",
                     "int8 weights and activations: coremltools.optimize.torch LinearQuantizer calibrated on our "
                     "images, converted for iOS 17 (structure checked on Linux; runs on macOS/iOS)"),
+        QuantScheme("int8", "executorch", ExecuTorchInt8Config(), "quantization.executorch:int8", "executorch_int8",
+                    "PT2E static int8 (ExecuTorch XNNPACKQuantizer, symmetric, per-channel weights), lowered to "
+                    "XNNPACK; float32 I/O"),
     ]:
         register_scheme(s)
 

@@ -19,7 +19,7 @@ from edgederm.registry import Registry
 from quantization.calibration import CalibrationConfig, CalibrationSet, load_calibration
 
 STEM = "model"
-FORMAT_ORDER = ("onnx", "tflite", "coreml")
+FORMAT_ORDER = ("onnx", "tflite", "coreml", "executorch")
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,9 @@ class QuantContext:
 
     def __init__(self, folder: str | os.PathLike, manifest: Manifest | None = None,
                  calibration: CalibrationConfig | CalibrationSet | None = None, data_root=None, model=None,
-                 plan: list[QuantScheme] | None = None):
+                 plan: list[QuantScheme] | None = None, trust_source: bool = False):
         self.folder = Path(folder)
+        self.trust_source = trust_source
         self.manifest = manifest or Manifest.load(self.folder)
         self.data_root = data_root if data_root is not None else find_data_root()  # $EDGEDERM_DATA, ../shared/data
         self.plan = list(plan or [])
@@ -172,14 +173,9 @@ class QuantContext:
     def model(self):
         """The PyTorch original (what verification compares with)."""
         if self._model is None:
-            from edgederm.byom import is_foreign, load_foreign
-            from edgederm.checkpoint import load_checkpoint
+            from edgederm.byom import original_from_manifest
 
-            source = self.manifest.model.get("checkpoint")
-            if not source or not (is_foreign(source) or Path(source).exists()):
-                raise EdgeDermError(f"the manifest's checkpoint {source!r} is not there: quantization verifies "
-                                    "against the PyTorch original (re-export, or fix model.checkpoint in manifest.json)")
-            self._model = load_foreign(source)[0] if is_foreign(source) else load_checkpoint(source)[0]
+            self._model = original_from_manifest(self.manifest, self.folder, trust=self.trust_source)[0]
         return self._model
 
     def deployable(self):
@@ -197,7 +193,10 @@ class QuantContext:
     def existing(self, name: str) -> Artifact | None:
         """The manifest's artifact ``name`` if its file is present."""
         for a in self.manifest.artifacts:
-            if a.name == name and (self.folder / a.path).exists():
+            if a.name == name:
+                if not (self.folder / a.path).exists():
+                    return None
+                self.manifest.artifact_file(self.folder, a)  # changed bytes are an error, never an input
                 return a
         return None
 
@@ -288,13 +287,15 @@ def formats_in(manifest: Manifest) -> list[str]:
 def open_folder(source) -> tuple[Path, Manifest]:
     path = Path(source)
     manifest = Manifest.load(path)
-    return (path if path.is_dir() else path.parent), manifest
+    folder = path if path.is_dir() else path.parent
+    manifest.require_complete(folder)
+    return folder, manifest
 
 
 def quantize(source: str | os.PathLike, schemes, formats=None, *,
              calibration: CalibrationConfig | CalibrationSet | None = None, data_root=None, verify: bool = True,
              gates: dict | None = None, n_verify: int = 512, model=None, configs: dict | None = None,
-             verification: tuple | None = None) -> QuantizeOutcome:
+             verification: tuple | None = None, trust_source: bool = False) -> QuantizeOutcome:
     """Quantize an export folder: add one artifact per scheme to its manifest, then verify them.
 
     Args:
@@ -320,7 +321,7 @@ def quantize(source: str | os.PathLike, schemes, formats=None, *,
     plan, notes = resolve(schemes, formats if formats is not None else formats_in(manifest))
     outcome = QuantizeOutcome(manifest, folder, notes=notes)
     configs = configs or {}
-    with QuantContext(folder, manifest, calibration, data_root, model, plan) as ctx:
+    with QuantContext(folder, manifest, calibration, data_root, model, plan, trust_source=trust_source) as ctx:
         if any(r.calibrated for r in plan):
             ctx.calibration  # a bad calibration source fails here, once, before any slow work
         for record in plan:

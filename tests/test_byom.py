@@ -56,7 +56,7 @@ def test_foreign_sources_export_and_verify(kind, meta_file, synthetic_root, tmp_
         save_file(model.state_dict(), str(weights))
         source = "tests.test_byom:tiny_factory"
     outcome = export(str(source), tmp_path / "out", formats=["onnx"], data_root=synthetic_root, n_verify=16,
-                     meta=meta_file, weights=weights)
+                     meta=meta_file, weights=weights, trust_source=kind == "torchscript")  # TorchScript is a program
     assert not outcome.failures, outcome.failures
     m = Manifest.load(tmp_path / "out")
     assert m.model["architecture"].startswith("custom:")

@@ -1,4 +1,4 @@
-"""Every zoo model x {ONNX, TFLite fp32, TFLite fp16, Core ML} at a small input size.
+"""Every zoo model x {ONNX, TFLite fp32, TFLite fp16, Core ML, ExecuTorch} at a small input size.
 
 Declared-supported combinations must convert with parity (Core ML: a valid spec); declared-
 unsupported ones must still fail, so a declaration that stops being true fails this test.
@@ -21,7 +21,7 @@ ALL = MODELS.names()
 REFERENCE = [n for n in ALL if MODELS.get(n).reference]
 # Reference models run by default; the rest of the zoo under -m slow (onnx2tf/Core ML are slow here).
 REFERENCE_FIRST = [pytest.param(n, marks=() if n in REFERENCE else pytest.mark.slow) for n in ALL]
-PARITY = {"onnx": 1e-4, "tflite_fp32": 1e-3, "tflite_fp16": None}
+PARITY = {"onnx": 1e-4, "tflite_fp32": 1e-3, "tflite_fp16": None, "executorch": 1e-3}
 
 
 def small_size(entry) -> tuple[int, int]:
@@ -124,6 +124,25 @@ def test_coreml(name, tmp_path):
     assert info["weights"] >= 0.9 * sum(p.numel() for p in model.parameters())
     if entry.is_classifier:
         assert info["classifier_labels"] == manifest.classes
+
+
+@pytest.mark.parametrize("name", REFERENCE_FIRST)
+def test_executorch(name, tmp_path):
+    pytest.importorskip("executorch", reason="executorch is not installed (requirements.txt pins it)")
+    from converters.torch2executorch import convert
+    from device_bench.runners import open_runner
+
+    entry, model, manifest, x, ref = subject(name, tmp_path)
+    if "executorch" in entry.unsupported and not entry.deploy_variant:
+        with pytest.raises(EdgeDermError):
+            convert(model, manifest, tmp_path / "m.pte")
+        return
+    a = convert(_deployed(entry, model), manifest, tmp_path / "m.pte")
+    got = open_runner(tmp_path / "m.pte", "executorch", threads=1)(x.numpy())
+    assert np.abs(got - ref).max() <= PARITY["executorch"] * max(1.0, float(np.abs(ref).max()))
+    d = a.delegation
+    assert d["delegated_nodes"] > 0 and d["delegated_subgraphs"] >= 1
+    assert d["portable_nodes"] == sum(d["portable_ops"].values())
 
 
 def test_reference_models_are_the_recipes_models():

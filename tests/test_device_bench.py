@@ -68,7 +68,7 @@ def device_bench_run(bundle: Path, blocker: Path, *args: str, path_prefix: Path 
 
 
 def _stale_hashes(folder: Path) -> list[str]:
-    from device_bench.bundle import sha256_path
+    from device_bench.integrity import sha256_path
 
     manifest = json.loads((folder / "manifest.json").read_text())
     return [a["name"] for a in manifest["artifacts"] if sha256_path(folder / a["path"]) != a["sha256"]]
@@ -89,7 +89,7 @@ def cls_export(raw_cls_export, tmp_path_factory) -> Path:
     (test_export_hashes_match_files records that bug), so the bundle path can be tested."""
     import shutil
 
-    from device_bench.bundle import sha256_path
+    from device_bench.integrity import sha256_path
 
     out = tmp_path_factory.mktemp("exp") / "cls_rehashed"
     shutil.copytree(raw_cls_export, out)

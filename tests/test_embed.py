@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device_bench.integrity import sha256_path
 from edgederm import paths
 from edgederm.embed import INFO_FILE, ModelInfo, choose_artifact, embed
 from edgederm.embed.vendor import ORT_WEB_FILES, PLAYWRIGHT_VERSION, playwright_cache
@@ -63,7 +64,7 @@ def _add(folder: Path, m: Manifest, name: str, fmt: str, precision: str, status:
     else:
         path.write_bytes(f"stand-in {name}".encode())
     m.put(Artifact(name=name, path=path.name, format=fmt, precision=precision, inputs=inputs, outputs=outputs,
-                   size_bytes=0, sha256="" if path.is_dir() else _sha(path), notes=list(notes),
+                   size_bytes=0, sha256=sha256_path(path), notes=list(notes),
                    verify={"status": status, "reason": "" if status != "fail" else "top1 0.5 < 0.99"}))
 
 
@@ -290,7 +291,7 @@ def test_bad_inputs_give_one_line_errors(onnx_exports, exports, tmp_path, monkey
     shutil.copytree(cls, edited)
     with open(edited / "model.onnx", "ab") as f:
         f.write(b"\0")
-    assert "does not match the sha256" in _one_line_error(lambda: embed(edited, "web", out=tmp_path / "h"))
+    assert "the manifest says" in _one_line_error(lambda: embed(edited, "web", out=tmp_path / "h"))  # sha256 differs
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no partial kits left behind
 
 

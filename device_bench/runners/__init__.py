@@ -24,8 +24,10 @@ RUNNERS: dict[str, RunnerInfo] = {
     "onnxruntime": RunnerInfo("onnxruntime", "onnx", "device_bench.runners.onnxruntime_runner", "onnxruntime"),
     "litert": RunnerInfo("litert", "tflite", "device_bench.runners.litert_runner", "ai_edge_litert | tflite_runtime"),
     "coreml": RunnerInfo("coreml", "coreml", "device_bench.runners.coreml_runner", "coremltools (macOS)"),
+    "executorch": RunnerInfo("executorch", "executorch", "device_bench.runners.executorch_runner", "executorch"),
+    "tensorrt": RunnerInfo("tensorrt", "onnx", "device_bench.runners.tensorrt_runner", "tensorrt + cuda-python"),
 }
-DEFAULT_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml"}
+DEFAULT_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml", "executorch": "executorch"}
 
 
 def open_runner(path, fmt: str, runner: str | None = None, threads: int | None = None, **options):

@@ -13,4 +13,6 @@ MODULES: tuple[str, ...] = (
     "edgederm.commands.bundle", "edgederm.commands.device", "edgederm.commands.results",
     "edgederm.commands.embed",
     "edgederm.commands.quantize",
+    "edgederm.commands.recalibrate",
+    "edgederm.commands.profile",
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgederm.commands.common import positive_int
+
 
 def register(sub) -> None:
     from edgederm.bundle import TARGETS
@@ -9,7 +11,7 @@ def register(sub) -> None:
     sp = sub.add_parser("bundle", help="artifacts + labelled test images + device_bench runner for one device kind")
     sp.add_argument("folder", help="export folder (holding manifest.json)")
     sp.add_argument("--target", required=True, choices=list(TARGETS), help="the device kind")
-    sp.add_argument("--images", type=int, default=200, help="labelled test images, class-stratified (default 200)")
+    sp.add_argument("--images", type=positive_int, default=200, help="labelled test images, class-stratified (default 200)")
     sp.add_argument("--out", help="where the folder and .tar.gz go (default bundles/)")
     sp.add_argument("--data", help="data root holding the model's dataset (default: $EDGEDERM_DATA, ../shared/data)")
     sp.set_defaults(func=run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgederm.commands.common import non_negative_int, positive_int
+
 
 def register(sub) -> None:
     sp = sub.add_parser("device", help="benchmark a bundle on a device driven from here (android over adb)")
@@ -12,8 +14,8 @@ def register(sub) -> None:
     a.add_argument("--delegate", default="xnnpack", help="cpu, xnnpack, gpu, nnapi (comma-separated; default xnnpack)")
     a.add_argument("--threads", default="1,4", help="CPU thread counts (default 1,4)")
     a.add_argument("--serial", help="the device's adb serial when several are connected")
-    a.add_argument("--runs", type=int, default=30)
-    a.add_argument("--warmup", type=int, default=5)
+    a.add_argument("--runs", type=positive_int, default=30)
+    a.add_argument("--warmup", type=non_negative_int, default=5)
     a.add_argument("--device", help="this phone's key in results.json (default: manufacturer model/serial)")
     a.add_argument("--out", help="results file (default BUNDLE/results_android.json)")
     a.set_defaults(func=run)

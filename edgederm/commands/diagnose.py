@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+from edgederm.commands.common import non_negative_int, positive_int, thread_count
+
 from pathlib import Path
 
 
@@ -11,25 +12,25 @@ def register(sub) -> None:
     sp.add_argument("folder", help="export folder (or its manifest.json) holding the fp32 ONNX file")
     sp.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
                     help="which int8 route to diagnose: ONNX Runtime's, or the TFLite converter's")
-    sp.add_argument("--top", type=int, default=10, help="layers shown in the table (worst first)")
-    sp.add_argument("--fallback", type=int, default=5,
+    sp.add_argument("--top", type=positive_int, default=10, help="layers shown in the table (worst first)")
+    sp.add_argument("--fallback", type=non_negative_int, default=5,
                     help="worst layers re-quantized with a float fallback to measure the gain (0: skip)")
     sp.add_argument("--plot", metavar="PNG", help="write a bar chart of the worst layers' SQNR")
     sp.add_argument("--json", metavar="FILE", help="write the whole diagnosis as JSON")
-    sp.add_argument("--calibration-images", type=int, default=64, help="train images that set the int8 ranges")
-    sp.add_argument("--stat-images", type=int, default=32, help="calibration images the per-layer statistics use")
-    sp.add_argument("--eval-images", type=int, default=128, help="verification (test) images for the fallback gains")
+    sp.add_argument("--calibration-images", type=positive_int, default=64, help="train images that set the int8 ranges")
+    sp.add_argument("--stat-images", type=positive_int, default=32, help="calibration images the per-layer statistics use")
+    sp.add_argument("--eval-images", type=positive_int, default=128, help="verification (test) images for the fallback gains")
     sp.add_argument("--calibrate", default="MinMax", choices=["MinMax", "Entropy", "Percentile"],
                     help="ONNX Runtime range method")
     sp.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
-    sp.add_argument("--threads", type=int, help="runtime threads")
+    sp.add_argument("--threads", type=thread_count, help="runtime threads")
     sp.add_argument("--data", help="data root holding the model's dataset (default: $EDGEDERM_DATA, ../shared/data)")
     sp.set_defaults(func=run)
 
 
 def run(args) -> int:
     from edgederm.errors import EdgeDermError
-    from edgederm.paths import atomic_path, find_data_root
+    from edgederm.paths import find_data_root
     from edgederm.table import print_table
     from quantization.diagnose import DiagnoseConfig, diagnose_folder, plot
     from quantization.onnx import OrtStaticConfig
@@ -55,21 +56,16 @@ def run(args) -> int:
     if args.plot:
         print(f"plot: {plot(diag, args.plot, top=max(args.top, 10))}")
     if args.json:
-        import os
+        from device_bench.integrity import write_json
 
-        target = Path(args.json)
-        tmp = atomic_path(target)
-        tmp.write_text(json.dumps(diag.to_dict(), indent=2) + "\n")
-        os.replace(tmp, target)
+        target = write_json(Path(args.json), diag.to_dict())
         print(f"json: {target}")
     return 0
 
 
 def run_control(args) -> int:
     """``edgederm quantize FOLDER --max-drop POINTS`` (the flag lives on quantize; the ladder in quantization.control)."""
-    import sys
-
-    from edgederm.cli import _gates_from_args
+    from edgederm.commands.common import gates_from_args
     from edgederm.paths import find_data_root
     from edgederm.table import print_table
     from quantization.calibration import CalibrationConfig
@@ -84,13 +80,15 @@ def run_control(args) -> int:
                            qat_steps=args.qat_steps, n_verify=args.verify_images)
     calibration = CalibrationConfig(source=args.calibration, size=args.calibration_size, seed=args.calibration_seed)
     try:
-        result = control_folder(args.folder, config, find_data_root(args.data), calibration, _gates_from_args(args))
+        result = control_folder(args.folder, config, find_data_root(args.data), calibration, gates_from_args(args))
     except BudgetNotMet as e:
         print_table(e.result.rows())
         print(f"\nfp32 {e.result.metric_name} {e.result.baseline:.4f} on the validation split; nothing was added "
               "to the manifest")
-        print(f"edgederm: error: {e}", file=sys.stderr)
-        return 1
+        from device_bench.console import VERDICT, say
+
+        say(f"edgederm: error: {e}")
+        return VERDICT
     print_table(result.rows())
     print(f"\nfp32 {result.metric_name} {result.baseline:.4f} on the validation split; budget {args.max_drop:g} pt")
     print(f"chosen: {result.chosen.artifact} ({result.why})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgederm.commands.common import non_negative_int, positive_int, thread_count
+
 from pathlib import Path
 
 
@@ -14,21 +16,21 @@ def register(sub) -> None:
     sp.add_argument("--importance", default="l2", help="channel ranking: l1, l2, taylor, bn_scale (default l2)")
     sp.add_argument("--global", dest="global_pruning", action="store_true",
                     help="rank channels across all layers instead of pruning each layer by the same ratio")
-    sp.add_argument("--round-to", type=int, default=8, help="keep channel counts multiples of this (default 8)")
+    sp.add_argument("--round-to", type=positive_int, default=8, help="keep channel counts multiples of this (default 8)")
     sp.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                     help="more module names whose output channels stay (stem and heads are kept by default)")
-    sp.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune epochs after pruning (default 0)")
+    sp.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="fine-tune epochs after pruning (default 0)")
     sp.add_argument("--lr", type=float, default=5e-4, help="fine-tune learning rate")
-    sp.add_argument("--batch-size", type=int, default=32)
-    sp.add_argument("--limit", type=int, help="fine-tune on a class-stratified subset of this many training images")
+    sp.add_argument("--batch-size", type=positive_int, default=32)
+    sp.add_argument("--limit", type=positive_int, help="fine-tune on a class-stratified subset of this many training images")
     sp.add_argument("--distill", action="store_true", help="fine-tune against the unpruned model's outputs")
-    sp.add_argument("--train-threads", type=int, help="torch threads for scoring and fine-tuning (default: every "
+    sp.add_argument("--train-threads", type=thread_count, help="torch threads for scoring and fine-tuning (default: every "
                                                       "core; 1 is faster on a CPU shared with other jobs)")
     sp.add_argument("--bench", default="torch,onnx,tflite",
                     help="runtimes to time before/after at batch 1: torch, onnx, tflite, or none (default all three)")
-    sp.add_argument("--threads", type=int, default=2, help="threads for the latency measurement (default 2)")
-    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the fine-tuned test CIs")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--threads", type=thread_count, default=2, help="threads for the latency measurement (default 2)")
+    sp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the fine-tuned test CIs")
+    sp.add_argument("--seed", type=non_negative_int, default=0)
     sp.add_argument("--data", help="data root holding the checkpoint's dataset (default: $EDGEDERM_DATA, ../shared/data)")
     sp.add_argument("--out", required=True, help="pruned checkpoint path (.safetensors; the card is written beside it)")
     sp.set_defaults(func=run)

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+from edgederm.commands.common import non_negative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     sp = sub.add_parser("quantize", help="int8 / fp16 / palettized artifacts from an export folder, verified")
     sp.add_argument("folder", nargs="?", help="export folder (or its manifest.json)")
     sp.add_argument("--scheme", default="int8",
-                    help="schemes, comma-separated: names (int8, int8_floatio, dynamic, int16x8, int8_nncf, fp16, w8, "
+                    help="schemes, comma-separated: names (int8, int8_floatio, dynamic, int16x8, int8_nncf, int8_qdq, fp16, w8, "
                          "palette6, palette4, w8a8) or scheme:format keys; --list shows them (default int8)")
-    sp.add_argument("--format", help="formats, comma-separated: onnx, tflite, coreml (default: those in the folder)")
+    sp.add_argument("--format", help="formats, comma-separated: onnx, tflite, coreml, executorch (default: those in the folder)")
     sp.add_argument("--calibration", metavar="DIR|NPY",
                     help="calibration images: a folder of image files or a uint8 [N,H,W,3] .npy "
                          "(default: the train split of the model's dataset)")
-    sp.add_argument("--calibration-size", type=int, metavar="N",
+    sp.add_argument("--calibration-size", type=positive_int, metavar="N",
                     help="calibration images (default 200 for classifiers, 100 for segmenters)")
-    sp.add_argument("--calibration-seed", type=int, default=0)
+    sp.add_argument("--calibration-seed", type=non_negative_int, default=0)
     sp.add_argument("--list", dest="list_schemes", action="store_true", help="list the schemes and exit")
     sp.add_argument("--no-verify", action="store_true", help="skip the parity and task-metric gates (recorded)")
-    sp.add_argument("--verify-images", type=int, default=512, help="real test images for the gates")
+    sp.add_argument("--verify-images", type=positive_int, default=512, help="real test images for the gates")
     sp.add_argument("--gate", action="append", metavar="PRECISION:FIGURE:VALUE",
                     help="override a gate, e.g. int8:max_balanced_accuracy_drop:0.01 (repeatable)")
     sp.add_argument("--data", help="data root holding the model's dataset (default: $EDGEDERM_DATA, ../shared/data)")
-    sp.add_argument("--max-drop", type=float, metavar="POINTS",
+    sp.add_argument("--max-drop", type=positive_float, metavar="POINTS",
                     help="accuracy-aware: escalate int8 -> int8 + float fallback -> int16 -> QAT -> fp16 until the "
                          "validation metric drops at most POINTS (quantization/control.py); ignores --scheme")
-    sp.add_argument("--val-images", type=int, default=512, help="with --max-drop: validation images measured")
-    sp.add_argument("--qat-steps", type=int, default=100, help="with --max-drop: QAT fine-tuning steps (0 skips QAT)")
+    sp.add_argument("--val-images", type=positive_int, default=512, help="with --max-drop: validation images measured")
+    sp.add_argument("--qat-steps", type=non_negative_int, default=100, help="with --max-drop: QAT fine-tuning steps (0 skips QAT)")
+    sp.add_argument("--trust-source", action="store_true",
+                    help="load a TorchScript original, or a .pt2 with pickled entries (they run code): only for files you made")
     sp.set_defaults(func=run)
 
 
@@ -56,13 +60,13 @@ def print_outcome(outcome) -> int:
     print(f"manifest: {outcome.folder / 'manifest.json'}")
     print(f"{STATUS['pass']} verified  {STATUS['fail']} gate failed  {STATUS['skipped']} not verifiable here  "
           f"{STATUS['export_failed']} quantization failed")
-    from edgederm.cli import exit_status
+    from edgederm.commands.common import exit_status
 
     return exit_status([f"{f['scheme']} failed: {f['error']}" for f in outcome.failures], outcome.verify)
 
 
 def run(args) -> int:
-    from edgederm.cli import _gates_from_args
+    from edgederm.commands.common import gates_from_args
     from edgederm.errors import EdgeDermError
     from edgederm.paths import find_data_root
     from edgederm.table import print_table
@@ -84,6 +88,6 @@ def run(args) -> int:
     outcome = quantize(args.folder, args.scheme, args.format,
                        calibration=CalibrationConfig(source=args.calibration, size=args.calibration_size,
                                                      seed=args.calibration_seed),
-                       data_root=find_data_root(args.data), verify=not args.no_verify, gates=_gates_from_args(args),
-                       n_verify=args.verify_images)
+                       data_root=find_data_root(args.data), verify=not args.no_verify, gates=gates_from_args(args),
+                       n_verify=args.verify_images, trust_source=args.trust_source)
     return print_outcome(outcome)

@@ -32,6 +32,8 @@ def run(args) -> int:
         results = loaded[0]
     first = Path(args.results[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "report"
+    if out.exists() and not out.is_dir():
+        raise EdgeDermError(f"--out {out} is a file: pass a folder for report.html and report.md")
     written = render(results, out)
     print(f"report: {written['report.html']}\n        {written['report.md']}")
     return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from edgederm.commands.common import positive_int
+
 
 def register(sub) -> None:
     sp = sub.add_parser("run", help="train/prune/export/quantize/bench/report from a YAML recipe, resumable")
     sp.add_argument("recipe", help="recipe YAML, or a built-in name: lite0, lite0_pruned")
-    sp.add_argument("--jobs", type=int, default=1, help="models run in parallel processes (default 1)")
+    sp.add_argument("--jobs", type=positive_int, default=1, help="models run in parallel processes (default 1)")
     sp.add_argument("--ray", metavar="ADDRESS", help="run each model as a Ray task on this cluster ('auto', "
                                                      "'ray://host:10001', or 'local' for a fresh local cluster)")
     sp.add_argument("--out", help="output folder (overrides the recipe's 'out')")

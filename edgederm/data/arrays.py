@@ -71,10 +71,10 @@ def load_arrays(ds: LesionDataset, prep: Preprocessing, cache: bool = True, desc
     img_file, tgt_file = cache_dir / f"{key}.images.npy", cache_dir / f"{key}.targets.npy"
     ids = [s.id for s in ds.samples]
     if cache and img_file.exists() and tgt_file.exists():
-        targets = np.load(tgt_file)
+        targets = np.load(tgt_file, allow_pickle=False)
         if ds.task == "classification":  # labels are not in the cache key: take them from ds, never stale
             targets = np.asarray([s.label for s in ds.samples], np.int64)
-        return Arrays(np.load(img_file), targets, ids)
+        return Arrays(np.load(img_file, allow_pickle=False), targets, ids)
     n = len(ds.samples)
     h, w = prep.input_size
     images = np.empty((n, h, w, 3), np.uint8)

@@ -16,6 +16,7 @@ HAM10000_NAMES = {
     "nv": "melanocytic nevus", "vasc": "vascular lesion",
 }
 SPLITS = ("train", "val", "test")
+ALL_SPLITS = "all"  # every sample, whatever its split
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Sample:
     mask: Path | None = None
     group: str = ""
     split: str | None = None
+    source: str = ""  # acquisition site / device, from metadata (edgederm.data.sources)
 
 
 @dataclass
@@ -48,8 +50,11 @@ class LesionDataset:
             raise EdgeDermError(f"no images found in {self.root} ({self.layout} layout): check the --data folder")
 
     def split(self, name: str) -> "LesionDataset":
+        """The samples of one split; ``all`` is the whole dataset (an external set has no splits)."""
+        if name == ALL_SPLITS:
+            return self
         if name not in SPLITS:
-            raise EdgeDermError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
+            raise EdgeDermError(f"unknown split {name!r}: use one of {', '.join(SPLITS)} or {ALL_SPLITS}")
         chosen = [s for s in self.samples if s.split == name]
         if not chosen:
             raise EdgeDermError(f"split {name!r} of {self.root} is empty")
@@ -67,7 +72,8 @@ class LesionDataset:
 
             labels = [s.label for s in self.samples]
             counts = Counter(labels)
-            can_stratify = min(counts.values()) >= 2 and n >= len(counts)
+            # sklearn needs both sides of the split to hold every class at least once
+            can_stratify = min(counts.values()) >= 2 and min(n, len(labels) - n) >= len(counts)
             idx, _ = train_test_split(range(len(self.samples)), train_size=n, random_state=seed,
                                       stratify=labels if can_stratify else None)
             idx = sorted(idx)
@@ -93,4 +99,6 @@ class LesionDataset:
                  f"split {self.split_source}, from {self.root}"]
         for split, row in sorted(self.counts().items()):
             lines.append(f"  {split:<5} " + "  ".join(f"{k} {v}" for k, v in sorted(row.items())))
+        if self.info.get("sources"):  # acquisition sources from metadata (edgederm.data.sources)
+            lines.append("  sources " + "  ".join(f"{k} {v}" for k, v in sorted(self.info["sources"].items())))
         return "\n".join(lines)

@@ -158,7 +158,29 @@ def load_dataset(path, layout: str | None = None, seed: int = 0) -> LesionDatase
     root = Path(path).expanduser()
     if not root.is_dir():
         raise EdgeDermError(f"data folder {root} does not exist: pass --data or set EDGEDERM_DATA")
-    return LAYOUTS.get(layout or detect_layout(root))(root, seed=seed)
+    from edgederm.data.sources import with_sources
+
+    return with_sources(_checked(LAYOUTS.get(layout or detect_layout(root))(root, seed=seed), root))
+
+
+def _checked(ds: LesionDataset, root: Path) -> LesionDataset:
+    """Image ids are unique and every file a label table names stays inside the dataset folder."""
+    seen: set[str] = set()
+    for s in ds.samples:
+        if s.id in seen:
+            raise EdgeDermError(f"{root}: image id {s.id!r} appears twice in the label table: keep one row per image")
+        seen.add(s.id)
+    for s in ds.samples:  # lexically: a dataset may be a farm of symlinks, but no row may say '..'
+        for f in (s.image, s.mask):
+            if f is None:
+                continue
+            try:
+                rel = Path(f).relative_to(root)
+            except ValueError:
+                rel = Path("..")
+            if ".." in rel.parts:
+                raise EdgeDermError(f"{root}: image id {s.id!r} names a file outside the dataset folder; refused")
+    return ds
 
 
 def find_dataset(name: str | None, data_root=None, what: str = "dataset") -> Path:

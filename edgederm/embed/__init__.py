@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device_bench.integrity import dumps
 from edgederm.errors import EdgeDermError
 from edgederm.registry import Registry, lazy
 
@@ -36,6 +37,7 @@ PLATFORMS: Registry = Registry("embed platform")
 PLATFORMS.register("android", lazy("edgederm.embed.android:write"))
 PLATFORMS.register("ios", lazy("edgederm.embed.ios:write"))
 PLATFORMS.register("web", lazy("edgederm.embed.web:write"))
+PLATFORMS.register("android-executorch", lazy("edgederm.embed.android_executorch:write"))
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class Target:
 # int8 = full integer (int8 I/O), int8_floatio = integer compute with float I/O (converters/onnx2tflite.py)
 TARGETS = {"android": Target("tflite", ("int8", "int8_floatio", "fp16", "fp32"), needs_pass=("int8", "int8_floatio")),
            "ios": Target("coreml", ("fp16", "fp32")),
-           "web": Target("onnx", ("fp32", "fp16"))}
+           "web": Target("onnx", ("fp32", "fp16")),
+           "android-executorch": Target("executorch", ("int8", "fp32"), needs_pass=("int8",))}
 
 
 # --- the sidecar -------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ class ModelInfo:
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / INFO_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        path.write_text(dumps(self.to_dict()) + "\n")
         return path
 
     @classmethod
@@ -124,6 +127,11 @@ def model_info(manifest, artifact) -> ModelInfo:
               "kind": manifest.output.get("kind"), "activation": manifest.output.get("activation"),
               "activation_inside_model": bool(in_model and classify),
               "threshold": manifest.output.get("threshold"), "meaning": manifest.output.get("meaning", "")}
+    if classify:  # decision rules the app applies as written (device_bench.decision; docs/site-shift.md)
+        output["temperature"] = manifest.output.get("temperature") or 1.0
+        output["operating_points"] = [{k: r.get(k) for k in ("name", "class", "threshold", "target", "rule")}
+                                      for r in manifest.output.get("operating_points") or []
+                                      if r.get("threshold") is not None]
     verify = artifact.verify or {}
     warnings = []
     if verify.get("status") == "fail":
@@ -189,19 +197,6 @@ class Kit:
     files: list[str]
 
 
-def _verify_file(folder: Path, artifact) -> Path:
-    """The artifact's file, checked against the manifest's sha256 (an edited file must not ship)."""
-    from edgederm.checkpoint import sha256_file
-
-    path = folder / artifact.path
-    if not path.exists():
-        raise EdgeDermError(f"{path} (artifact {artifact.name} in {folder / 'manifest.json'}) is missing: re-run edgederm export")
-    if path.is_file() and artifact.sha256 and sha256_file(path) != artifact.sha256:
-        raise EdgeDermError(f"{path} does not match the sha256 in {folder / 'manifest.json'}: re-run edgederm export "
-                            "(the file changed after export)")
-    return path
-
-
 def _place(tmp: Path, out: Path) -> None:
     """Move the finished kit onto ``out``; an existing kit there is replaced, anything else is refused."""
     if out.exists():
@@ -222,15 +217,17 @@ def embed(export_folder: str | os.PathLike, platform: str, artifact: str | None 
     Options go to the platform writer (``package`` for Android, ``ort_web`` for the web page).
     """
     from edgederm.manifest import Manifest
+    from edgederm.paths import safe_name
 
     writer = PLATFORMS.get(platform)
     manifest = Manifest.load(export_folder)
     folder = Path(export_folder)
     folder = folder if folder.is_dir() else folder.parent
+    manifest.require_complete(folder)
     chosen = choose_artifact(manifest, platform, artifact, str(folder / "manifest.json"))
-    source = _verify_file(folder, chosen)
+    source = manifest.artifact_file(folder, chosen)  # an edited file must not ship
     info = model_info(manifest, chosen)
-    out = Path(out) if out else Path(f"{manifest.model['name']}-{platform}")
+    out = Path(out) if out else Path(f"{safe_name(manifest.model['name'])}-{platform}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -250,7 +247,7 @@ def write_common(folder: Path, manifest, info: ModelInfo, data_dir: Path | None 
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / LABELS_FILE).write_text("".join(f"{c}\n" for c in manifest.classes))
     info.save(data_dir)
-    (folder / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    (folder / "manifest.json").write_text(dumps(manifest.to_dict()) + "\n")
     return data_dir
 
 

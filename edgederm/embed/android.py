@@ -30,6 +30,17 @@ def _quant(spec) -> tuple[str, str, str, int, int]:
     return "false", num(1.0), "0", -128, 127  # unused when not quantized
 
 
+def kotlin_decision_spec(manifest) -> str:
+    """Spec lines for the manifest's temperature and operating points (refer if P(class) >= threshold)."""
+    t = manifest.output.get("temperature") or 1.0
+    points = [r for r in manifest.output.get("operating_points") or [] if r.get("threshold") is not None]
+    items = ", ".join(f"OperatingPoint({quoted(r['name'], 'kotlin')}, {manifest.classes.index(r['class'])}, "
+                      f"{num(r['threshold'])}f)" for r in points)
+    return (f"        const val TEMPERATURE = {num(t)}f  // probabilities = softmax(logits / TEMPERATURE)\n"
+            f"        val OPERATING_POINTS = arrayOf<OperatingPoint>({items})  // from the manifest: refer if "
+            "probabilities[classIndex] >= threshold")
+
+
 def kotlin_values(manifest, artifact, info, package: str) -> dict[str, str]:
     from edgederm import __version__
 
@@ -44,7 +55,7 @@ def kotlin_values(manifest, artifact, info, package: str) -> dict[str, str]:
     classify = manifest.task == "classification"
     if classify:
         labels = ", ".join(quoted(c, "kotlin") for c in manifest.classes)
-        task_spec = f"        val LABELS = arrayOf({labels})  // output order"
+        task_spec = f"        val LABELS = arrayOf({labels})  // output order\n" + kotlin_decision_spec(manifest)
         task_init = ('        val shipped = context.assets.open(Spec.LABELS_FILE).bufferedReader().readLines().filter { it.isNotBlank() }\n'
                      '        check(shipped == Spec.LABELS.toList()) { "${Spec.LABELS_FILE} differs from Spec.LABELS: model and code are from different exports" }')
         task_code = render("android/classify.kt", {"ACTIVATION": manifest.output["activation"]})

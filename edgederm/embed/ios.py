@@ -14,6 +14,17 @@ from edgederm.embed import copy_artifact, num, quoted, render, write_common
 CROP_AND_SCALE = {"stretch": ".scaleFill", "shorter_side_center_crop": ".centerCrop"}
 
 
+def swift_decision_spec(manifest) -> str:
+    """Spec lines for the manifest's temperature and operating points (refer if P(class) >= threshold)."""
+    t = manifest.output.get("temperature") or 1.0
+    points = [r for r in manifest.output.get("operating_points") or [] if r.get("threshold") is not None]
+    items = ", ".join(f"(name: {quoted(r['name'])}, label: {quoted(r['class'])}, threshold: {num(r['threshold'])})"
+                      for r in points)
+    return (f"    static let temperature: Float = {num(t)}  // probabilities = softmax(logits / temperature)\n"
+            f"    static let operatingPoints: [(name: String, label: String, threshold: Float)] = [{items}]"
+            "  // from the manifest: refer if P(label) >= threshold")
+
+
 def swift_values(manifest, artifact, info) -> dict[str, str]:
     from edgederm import __version__
 
@@ -22,7 +33,8 @@ def swift_values(manifest, artifact, info) -> dict[str, str]:
     classify = manifest.task == "classification"
     activation = manifest.output["activation"]
     if classify:
-        task_spec = f"    static let labels: [String] = [{', '.join(quoted(c) for c in manifest.classes)}]  // output order"
+        task_spec = (f"    static let labels: [String] = [{', '.join(quoted(c) for c in manifest.classes)}]  // output order\n"
+                     + swift_decision_spec(manifest))
         task_code = render("ios/classify.swift", {"ACTIVATION": activation})
     else:
         task_spec = f"    static let threshold: Float = {num(manifest.output['threshold'])}  // {activation}(logit) > threshold marks lesion"

@@ -1,5 +1,6 @@
 // EdgeDerm web demo: runs the exported ONNX model with onnxruntime-web (WebAssembly, one thread).
-// Every model number (input size, resize policy, interpolation, mean/std, scale, labels, threshold)
+// Every model number (input size, resize policy, interpolation, mean/std, scale, labels, threshold,
+// temperature, operating points)
 // is read from model_info.json; this file holds only Pillow's resampling arithmetic.
 'use strict';
 
@@ -197,6 +198,26 @@ function showClasses(labels, probabilities) {
   $('result').replaceChildren(table);
 }
 
+// The manifest's operating points, applied as written: refer when P(class) >= threshold.
+function decide(points, labels, probabilities) {
+  return points.map((op) => {
+    const p = probabilities[labels.indexOf(op.class)];
+    return { name: op.name, class: op.class, probability: p, threshold: op.threshold, fired: p >= op.threshold };
+  });
+}
+
+function showDecisions(decisions) {
+  decisions.forEach((d) => {
+    const p = document.createElement('p');
+    p.className = 'decision';
+    p.dataset.name = d.name;
+    p.dataset.fired = String(d.fired);
+    p.textContent = `${d.name}: ${d.fired ? 'YES' : 'no'} (P(${d.class}) ${(d.probability * 100).toFixed(1)} % ` +
+      `${d.fired ? '≥' : '<'} threshold ${(d.threshold * 100).toFixed(1)} %)`;
+    $('result').appendChild(p);
+  });
+}
+
 function showMask(probability, threshold) {
   const lesion = probability.reduce((n, p) => n + (p > threshold ? 1 : 0), 0) / probability.length;
   const p = document.createElement('p');
@@ -231,13 +252,16 @@ async function main() {
       const y = Array.from((out[info.output.name] || Object.values(out)[0]).data);
       const ms = performance.now() - t0;
       if (info.model.task === 'classification') {
+        const t = info.output.temperature || 1;  // softmax(logits / T): the manifest's temperature
         const top = Math.max(...y);
-        const e = y.map((v) => Math.exp(v - top));
+        const e = y.map((v) => Math.exp((v - top) / t));
         const sum = e.reduce((a, b) => a + b, 0);
         const probabilities = e.map((v) => v / sum);
-        edgederm.last = { pixels, logits: y, probabilities, labels, ms };
+        const decisions = decide(info.output.operating_points || [], labels, probabilities);
+        edgederm.last = { pixels, logits: y, probabilities, labels, decisions, ms };
         show(pixels, w, h, null, 0);
         showClasses(labels, probabilities);
+        showDecisions(decisions);
       } else {
         const probability = y.map((v) => 1 / (1 + Math.exp(-v)));
         edgederm.last = { pixels, logits: y, probability, ms };
