@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--progressive-size", type=positive_int, nargs=3, metavar=("H", "W", "EPOCHS"),
                     help="train the first EPOCHS epochs at H x W, the rest at the input size")
     sp.add_argument("--seed", type=non_negative_int, default=0)
-    sp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the test CIs")
+    sp.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the test CIs (0: none)")
     sp.add_argument("--out", help="checkpoint path (.safetensors)")
     sp.add_argument("--out-dir", help="folder for recipe checkpoints (default $EDGEDERM_HOME/checkpoints)")
     sp.set_defaults(func=cmd_train)
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                     help="all: every image (an external set without splits)")
     sp.add_argument("--limit", type=positive_int)
-    sp.add_argument("--bootstrap", type=positive_int, default=1000)
+    sp.add_argument("--bootstrap", type=non_negative_int, default=1000)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--arch", help="load the weights into this architecture instead of the card's (e.g. segnet_mobile)")
     sp.add_argument("--by", choices=["source"], help="also report each acquisition source (metadata.csv) with CIs")

@@ -291,9 +291,16 @@ def main(argv=None) -> int:
     p.add_argument("--formats", action="append", default=[], metavar="FORM=FMT,FMT",
                    help="fewer formats for a form, e.g. pt2=onnx,coreml (repeatable)")
     p.add_argument("--write", help="write the matrix section into this Markdown file (docs/compatibility.md)")
-    p.add_argument("--machine", default="2-core AMD EPYC (Zen 3, AVX2, no VNNI/AVX-512)")
+    p.add_argument("--machine", help="how the matrix names the machine (default: CPU model, cores and ISA, read here)")
     p.add_argument("--date", default=time.strftime("%Y-%m-%d"))
     args = p.parse_args(argv)
+    if not args.machine:
+        import os
+        import platform
+
+        from device_bench.environment import cpu_isa
+
+        args.machine = f"{os.cpu_count()}-core {platform.processor() or platform.machine()} ({cpu_isa().get('label', '?')})"
     from edgederm.paths import find_data_root
 
     work, data_root = Path(args.work), find_data_root(args.data)

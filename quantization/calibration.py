@@ -187,3 +187,24 @@ def from_npy(path: Path, prep: Preprocessing, size: int, seed: int = 0) -> Calib
               "method": f"npy array, {'all' if len(idx) == len(arr) else f'random {len(idx)} of {len(arr)}'} (seed {seed})",
               "per_class": None, "ids_sha256": hashlib.sha256(images.tobytes()).hexdigest()}  # content: the array has no ids
     return CalibrationSet(images, prep, record)
+
+
+class BatchReader:
+    """ONNX Runtime's calibration reader over a normalised batch, one image per call (the one reader
+    every ORT quantizer here uses; ``quantize_static`` only calls ``get_next``)."""
+
+    def __init__(self, x: np.ndarray, input_name: str):
+        self.x, self.input_name, self.i = x, input_name, 0
+
+    def get_next(self):
+        if self.i >= len(self.x):
+            return None
+        self.i += 1
+        return {self.input_name: self.x[self.i - 1:self.i]}
+
+    def rewind(self):
+        self.i = 0
+
+    def __len__(self):
+        return len(self.x)
+

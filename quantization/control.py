@@ -232,13 +232,13 @@ def ort_int16(ctx, config, target: Path):
 
     from converters.common import atomic_output, versions
     from edgederm.manifest import Artifact
-    from quantization.diagnose import _Reader
+    from quantization.calibration import BatchReader
 
     source = ctx.onnx_path()
     x = ctx.calibration.inputs("NCHW")
     name = onnx.load(str(source), load_external_data=False).graph.input[0].name
     with atomic_output(target) as tmp:
-        quantize_static(str(source), str(tmp), _Reader(x, name), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(source), str(tmp), BatchReader(x, name), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt16, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": True, "UseQDQContribOps": True})

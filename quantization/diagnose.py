@@ -42,6 +42,7 @@ import numpy as np
 
 from edgederm.errors import EdgeDermError
 from edgederm.progress import log, progress
+from quantization.calibration import BatchReader
 
 EPS = float(np.finfo(np.float32).eps)
 
@@ -258,25 +259,6 @@ def name_nodes(model) -> None:
         seen.add(node.name)
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over a normalised NCHW batch."""
-
-    def __init__(self, x: np.ndarray, input_name: str):
-        self.x, self.input_name, self.i = x, input_name, 0
-
-    def get_next(self):
-        if self.i >= len(self.x):
-            return None
-        self.i += 1
-        return {self.input_name: self.x[self.i - 1:self.i]}
-
-    def rewind(self):
-        self.i = 0
-
-    def __len__(self):
-        return len(self.x)
-
-
 def ort_quantize(float_path: Path, out_path: Path, calib_x: np.ndarray | None, settings=None,
                  exclude: list[str] | tuple = (), cache: Path | None = None) -> Path:
     """QDQ int8 ONNX as the ``int8:onnx`` scheme makes it (``settings``: its ``OrtStaticConfig``), with
@@ -288,7 +270,7 @@ def ort_quantize(float_path: Path, out_path: Path, calib_x: np.ndarray | None, s
 
     settings = settings or _default_ort()
     input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
-    reader = None if calib_x is None else _Reader(calib_x, input_name)
+    reader = None if calib_x is None else BatchReader(calib_x, input_name)
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" warnings on every call
     try:

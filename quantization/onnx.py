@@ -23,6 +23,7 @@ from pathlib import Path
 from converters.common import atomic_output, versions
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact
+from quantization.calibration import BatchReader
 
 ORT_FORMATS = ("QOperator", "QDQ")
 ORT_TYPES = ("QUInt8", "QInt8")
@@ -112,22 +113,12 @@ def _input_name(path: Path) -> str:
 def ort_static(ctx, config: OrtStaticConfig, target: Path) -> Artifact:
     """Handler for ``int8:onnx``: ``quantize_static`` on the fp32 ONNX file."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
     source = ctx.onnx_path()
     name = _input_name(source)
     x = ctx.calibration.inputs("NCHW")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.i = 0
-
-        def get_next(self):
-            if self.i >= len(x):
-                return None
-            self.i += 1
-            return {name: x[self.i - 1:self.i]}
 
     notes = []
     model_input = source
@@ -142,7 +133,7 @@ def ort_static(ctx, config: OrtStaticConfig, target: Path) -> Artifact:
             notes.append(f"quant_pre_process skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
     with atomic_output(target) as tmp:
         try:
-            quantize_static(str(model_input), str(tmp), Reader(), quant_format=getattr(QuantFormat, config.quant_format),
+            quantize_static(str(model_input), str(tmp), BatchReader(x, name), quant_format=getattr(QuantFormat, config.quant_format),
                             per_channel=config.per_channel, reduce_range=config.reduce_range,
                             activation_type=getattr(QuantType, config.activation_type),
                             weight_type=getattr(QuantType, config.weight_type),

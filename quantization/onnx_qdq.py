@@ -24,6 +24,7 @@ from pathlib import Path
 from converters.common import atomic_output
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact
+from quantization.calibration import BatchReader
 
 # ops whose inputs get Q/DQ: what TensorRT fuses a DequantizeLinear into (or runs in int8 as is)
 TRT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool")
@@ -108,7 +109,7 @@ def qdq_properties(path) -> dict:
 def trt_qdq(ctx, config: TensorRTQDQConfig, target: Path) -> Artifact:
     """Handler for ``int8_qdq:onnx``: symmetric s8s8 QDQ, per-channel weights, TensorRT placement."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
     from quantization.onnx import _describe, _input_name, _keep_metadata
@@ -125,16 +126,6 @@ def trt_qdq(ctx, config: TensorRTQDQConfig, target: Path) -> Artifact:
     name = _input_name(source)
     x = ctx.calibration.inputs("NCHW")
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.i = 0
-
-        def get_next(self):
-            if self.i >= len(x):
-                return None
-            self.i += 1
-            return {name: x[self.i - 1:self.i]}
-
     notes, model_input = [], source
     if config.preprocess:
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -147,7 +138,7 @@ def trt_qdq(ctx, config: TensorRTQDQConfig, target: Path) -> Artifact:
             notes.append(f"quant_pre_process skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
     with atomic_output(target) as tmp:
         try:
-            quantize_static(str(model_input), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(str(model_input), str(tmp), BatchReader(x, name), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(config.op_types),
                             nodes_to_exclude=list(config.nodes_to_exclude) or None,

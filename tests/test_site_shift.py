@@ -79,7 +79,7 @@ def test_no_sources_is_a_one_line_error(synthetic_root):
 
 def test_source_view_links_images_and_keeps_splits(sourced_derm7, tmp_path):
     from edgederm.data import load_dataset
-    from edgederm.data.sources import write_source_view
+    from edgederm.data.views import write_source_view
 
     view = write_source_view(sourced_derm7, tmp_path / "view", ["site_a"])
     full, part = load_dataset(sourced_derm7), load_dataset(view)

@@ -29,7 +29,7 @@ def register(sub) -> None:
     sp.add_argument("--bench", default="torch,onnx,tflite",
                     help="runtimes to time before/after at batch 1: torch, onnx, tflite, or none (default all three)")
     sp.add_argument("--threads", type=thread_count, default=2, help="threads for the latency measurement (default 2)")
-    sp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the fine-tuned test CIs")
+    sp.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the fine-tuned test CIs (0: none)")
     sp.add_argument("--seed", type=non_negative_int, default=0)
     sp.add_argument("--data", help="data root holding the checkpoint's dataset (default: $EDGEDERM_DATA, ../shared/data)")
     sp.add_argument("--out", required=True, help="pruned checkpoint path (.safetensors; the card is written beside it)")

@@ -8,6 +8,7 @@ from typing import Callable
 
 from edgederm.data.dataset import HAM10000_CLASSES, SPLITS, LesionDataset, Sample
 from edgederm.data.split import grouped_stratified_split
+from edgederm.data.sources import with_sources
 from edgederm.errors import EdgeDermError
 from edgederm.registry import Registry
 
@@ -158,8 +159,6 @@ def load_dataset(path, layout: str | None = None, seed: int = 0) -> LesionDatase
     root = Path(path).expanduser()
     if not root.is_dir():
         raise EdgeDermError(f"data folder {root} does not exist: pass --data or set EDGEDERM_DATA")
-    from edgederm.data.sources import with_sources
-
     return with_sources(_checked(LAYOUTS.get(layout or detect_layout(root))(root, seed=seed), root))
 
 

@@ -4,7 +4,7 @@ Any layout may carry a ``source`` column: in ``metadata.csv`` at the dataset roo
 ``image_id`` or ``id``; derm7 ships one with ``source,dx_type,age,sex,localization``), in the
 layout's own table (derm7 ``labels.csv``, lesionseg ``split.csv``), or, for the HAM10000
 release, its ``dataset`` column. ``with_sources`` fills ``Sample.source``; images without one
-are left at "" and grouped as ``unknown``. ``write_source_view`` makes a derived dataset
+are left at "" and grouped as ``unknown``. ``edgederm.data.views.write_source_view`` makes a derived dataset
 folder holding only some sources (a table plus a link to the image folder, no copies), which is
 how a model is trained on some sites and tested on another.
 """
@@ -12,7 +12,6 @@ how a model is trained on some sites and tested on another.
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +25,7 @@ SOURCE_COLUMNS = (("metadata.csv", "source"), ("labels.csv", "source"), ("split.
                   ("HAM10000_metadata.csv", "source"), ("HAM10000_metadata.csv", "dataset"))
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
+def read_table_rows(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as f:
             return list(csv.DictReader(f))
@@ -41,7 +40,7 @@ def read_sources(root: Path) -> dict[str, str]:
         path = Path(root) / name
         if not path.is_file():
             continue
-        rows = _rows(path)
+        rows = read_table_rows(path)
         if not rows or column not in rows[0]:
             continue
         key = "image_id" if "image_id" in rows[0] else "id" if "id" in rows[0] else None
@@ -88,44 +87,3 @@ def select_sources(ds: LesionDataset, sources: list[str]) -> LesionDataset:
         raise EdgeDermError(f"source(s) {', '.join(unknown)} not in {ds.root}: it has {', '.join(sorted(known))}")
     kept = [s for s in ds.samples if source_of(s) in sources]
     return replace(ds, samples=kept, info={**ds.info, "sources": dict(Counter(source_of(s) for s in kept))})
-
-
-def write_source_view(root: Path, out: Path, sources: list[str]) -> Path:
-    """A derm7-layout folder at ``out`` with only ``sources``' rows, its ``images`` linked to root's.
-
-    Splits stay those of the full dataset (given, or made there and written into the view), so
-    the view's test split is the same images as the full dataset's test split for those sources.
-    Nothing is copied but the two tables.
-    """
-    from edgederm.data.layouts import load_dataset
-
-    root, out = Path(root), Path(out)
-    labels = root / "labels.csv"
-    if not labels.is_file() or not (root / "images").is_dir():
-        raise EdgeDermError(f"{root} is not a derm7-layout folder (labels.csv + images/): pass one")
-    split_of = {s.id: s.split for s in load_dataset(root, layout="derm7").samples}
-    sources_of = read_sources(root)
-    keep = set(sources)
-    missing = keep - set(sources_of.values())
-    if missing:
-        raise EdgeDermError(f"{root} has no images from source(s) {', '.join(sorted(missing))}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("labels.csv", "metadata.csv"):
-        if not (root / name).is_file():
-            continue
-        rows = _rows(root / name)
-        kept = [r for r in rows if sources_of.get(r.get("image_id", r.get("id", ""))) in keep]
-        fields = list(rows[0])
-        if name == "labels.csv":
-            kept = [{**r, "split": split_of[r["image_id"]]} for r in kept]
-            fields += [] if "split" in fields else ["split"]
-        tmp = out / f".{name}.tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(kept)
-        os.replace(tmp, out / name)
-    link = out / "images"
-    if not link.exists():
-        link.symlink_to((root / "images").resolve(), target_is_directory=True)
-    return out
