@@ -23,15 +23,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from edgederm.candidates import Candidate, failed_peer
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest
 from edgederm.progress import log
 
-HEADLINE = {"classification": "balanced_accuracy", "segmentation": "dice"}
 KEPT_METRICS = {"classification": ("balanced_accuracy", "macro_auroc", "mel_sensitivity_at_spec80", "accuracy"),
                 "segmentation": ("dice", "jaccard", "thresholded_jaccard")}
 
@@ -51,20 +50,6 @@ class BenchConfig:
     gpu: str = "auto"  # auto: CUDA rows when a GPU is present | off | only (GPU rows alone)
     peak: bool = True  # measure this CPU's peak MAC rate for the physical-limit column
     seed: int = 0
-
-
-@dataclass
-class Candidate:
-    """Something to measure: a callable on a batch in its own input form, plus how to describe it."""
-
-    row: dict
-    open: Callable[[int], Callable]  # threads -> fn(x)
-    make_input: Callable[[np.ndarray], np.ndarray]  # uint8 NHWC -> the callable's input
-    to_reference: Callable[[np.ndarray], np.ndarray] = lambda y: y  # output -> original's layout
-    outputs_prob: bool = False
-    static_batch: bool = True
-    accuracy_batch: int | None = None  # batch for the accuracy pass (default: 1 if static_batch else 32)
-    cleanup: Callable[[], None] | None = None
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -226,7 +211,7 @@ def peer_candidates(model, manifest: Manifest, stats: dict, workdir: Path, calib
                               output_names=["output"], opset_version=17, dynamo=False)
         cands.append(_peer(fp32, "peer_onnx_fp32", "fp32", manifest, stats))
     except Exception as e:  # the peer path failing is a finding, not a crash of the bench
-        cands.append(_failed_peer("peer_onnx_fp32", "fp32", f"torch.onnx.export failed: {str(e).splitlines()[0]}"))
+        cands.append(failed_peer("peer_onnx_fp32", "fp32", f"torch.onnx.export failed: {str(e).splitlines()[0]}"))
         return cands
     try:
         if not int8.exists():
@@ -247,7 +232,7 @@ def peer_candidates(model, manifest: Manifest, stats: dict, workdir: Path, calib
             quantize_static(str(pre), str(int8), Reader())
         cands.append(_peer(int8, "peer_onnx_int8", "int8", manifest, stats))
     except Exception as e:
-        cands.append(_failed_peer("peer_onnx_int8", "int8", f"onnxruntime quantize_static failed: {str(e).splitlines()[0]}"))
+        cands.append(failed_peer("peer_onnx_int8", "int8", f"onnxruntime quantize_static failed: {str(e).splitlines()[0]}"))
     return cands
 
 
@@ -269,11 +254,6 @@ def _peer(path: Path, name: str, precision: str, manifest: Manifest, stats: dict
            "size_bytes": path.stat().st_size, "params": stats.get("params"), "macs": stats.get("macs"), "status": "ok",
            "notes": ["plain torch.onnx.export + ONNX Runtime defaults (what a user would do without EdgeDerm)"]}
     return Candidate(row, lambda t: open_runner(path, "onnx", threads=t), manifest.preprocessing.normalize)
-
-
-def _failed_peer(name, precision, reason) -> Candidate:
-    row = {"artifact": name, "format": "onnx", "precision": precision, "role": "peer", "status": "failed", "reason": reason}
-    return Candidate(row, None, None)
 
 
 def gpu_targets(cuda_available: bool, ort_providers: list[str], mode: str) -> list[tuple[str, str, bool]]:
@@ -544,51 +524,6 @@ def add_speedups(results) -> None:
 
 
 # --- output --------------------------------------------------------------------------------
-STATUS = {"pass": "✅", "fail": "❎", "skipped": "➖", None: "✅"}
-
-
-def decision_columns(metrics: dict) -> dict:
-    """ECE and each manifest operating point's sensitivity/specificity, for the table and the report."""
-    def fmt(e):
-        return f"{e['value']:.3f}" if e and e.get("value") is not None else "-"
-    cols = {"ECE": fmt(metrics.get("ece"))}
-    for k in sorted(metrics):
-        if k.endswith("_sensitivity") and f"{k[:-len('_sensitivity')]}_specificity" in metrics:
-            name = k[:-len("_sensitivity")]
-            cols[f"{name} sens/spec"] = f"{fmt(metrics[k])}/{fmt(metrics[f'{name}_specificity'])}"
-    return cols
-
-
-def table_rows(results, threads: int | None = None) -> list[dict]:
-    task = results.model.get("task", "classification")
-    key = HEADLINE[task]
-    rows = []
-    with_gpu = any(r.get("gpu_original_ratio") for r in results.rows)
-    for r in results.rows:
-        if threads is not None and r.get("threads") not in (threads, None):
-            continue
-        status = ("❌" if r["status"] == "failed" else "➖" if r["status"] == "skipped"
-                  else "peer" if r.get("role") == "peer" else STATUS.get(r.get("verify"), "✅"))
-        row = {"artifact": r["artifact"], "format": r["format"], "precision": r["precision"], "status": status,
-               "size MB": f"{r['size_bytes'] / 1e6:.2f}" if r.get("size_bytes") else "-"}
-        m, d, lat = r.get("metrics", {}).get(key), r.get("delta", {}).get(key), r.get("latency")
-        row[key.replace("_", "-")] = f"{m['value']:.4f} ±{(m['high'] - m['low']) / 2:.3f}" if m and m.get("low") is not None else "-"
-        row["Δ pt [95% CI]"] = (f"{100 * d['value']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
-                                if d and d.get("low") is not None else "-")
-        if task == "classification":
-            row.update(decision_columns(r.get("metrics", {})))
-        row["threads"] = r.get("threads", "-")
-        row["ms median"] = f"{lat['median_ms']:.2f}" if lat else "-"
-        row["ms p90"] = f"{lat['p90_ms']:.2f}" if lat else "-"
-        row["speed-up"] = f"{r['speedup_vs_original']:.2f}×" if r.get("speedup_vs_original") else "-"
-        row["% peak"] = f"{100 * r['peak_fraction']:.1f}" if r.get("peak_fraction") else "-"
-        if with_gpu:  # ms / the original's eager fp32 ms on the GPU
-            row["× GPU ms"] = f"{r['gpu_original_ratio']:.2f}" if r.get("gpu_original_ratio") else "-"
-        row["note"] = (r.get("reason") or "")[:60]
-        rows.append(row)
-    return rows
-
-
 def write_results(results, out: Path) -> tuple[Path, Path]:
     import csv
     import io

@@ -141,7 +141,7 @@ def load_checkpoint(path: str | os.PathLike, card: ModelCard | None = None):
     state = read_state_dict(path)
     model = create_model(card.architecture, num_classes=len(card.classes) if card.task == "classification" else 1)
     if card.pruning.get("layers"):  # a pruned model: resize the zoo build's layers to the recorded shapes
-        from edgederm.prune import apply_pruned_shapes
+        from edgederm.models.deploy import apply_pruned_shapes
 
         apply_pruned_shapes(model, card.pruning["layers"])
     try:

@@ -69,7 +69,8 @@ def run_demo(data: str | None = None, synthetic: bool = False, quick: bool = Fal
     for f in q.failures:
         log(f"demo: int8 {f.get('scheme')} failed: {f.get('error')}")
 
-    from edgederm.bench import BenchConfig, bench, table_rows
+    from edgederm.bench import BenchConfig, bench
+    from edgederm.report import table_rows
     from edgederm.report import render
 
     config = BenchConfig(images=32 if quick else 300, threads=(2,), runs=5 if quick else 30, warmup=2 if quick else 5,

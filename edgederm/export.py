@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgederm.errors import EdgeDermError
-from edgederm.manifest import COMPLETE, INCOMPLETE, Artifact, Manifest, output_spec
+from edgederm.manifest import COMPLETE, INCOMPLETE, Artifact, Manifest, output_spec, record_file
+from edgederm.models.deploy import deployable
 from edgederm.progress import log
 
 STEM = "model"
@@ -153,7 +154,7 @@ def _export_into(folder, manifest, previous, model, card, formats, coreml_precis
         for a in made:
             if deploy_note:
                 a.notes.append(deploy_note)
-            _finish(a, folder)
+            record_file(a, folder)
             manifest.put(a)
         manifest.save(folder)
         outcome.seconds[f"{fmt}_{precision}"] = round(time.perf_counter() - t0, 1)
@@ -217,39 +218,7 @@ def _complete(manifest: Manifest, folder: Path) -> None:
     manifest.save(folder)
 
 
-def deployable(model, card):
-    """The module to convert: the model itself, or its registered deployable twin with the same weights.
-
-    SegNet's index unpooling converts to neither TFLite builtins nor Core ML; its twin
-    ``segnet_mobile`` computes the same function from convertible ops. Verification still
-    compares every artifact with the original.
-    """
-    from edgederm.models import MODELS, create_model, get_entry
-
-    get_entry("efficientnet_lite0")  # fills the registry
-    variant = MODELS.get(card.architecture).deploy_variant if card.architecture in MODELS else None
-    if not variant:
-        return model, ""
-    twin = create_model(variant, num_classes=len(card.classes) if card.task == "classification" else 1)
-    if (getattr(card, "pruning", None) or {}).get("layers"):  # a pruned original: the twin gets its channel counts
-        from edgederm.prune import apply_pruned_shapes
-
-        apply_pruned_shapes(twin, card.pruning["layers"])
-    twin.load_state_dict(model.state_dict(), strict=True)
-    return twin.eval(), f"converted from {variant} (same weights as {card.architecture}, convertible unpooling)"
-
-
 def verification_data(manifest: Manifest, data_root, n: int):
     from edgederm.verify import verification_arrays
 
     return verification_arrays(manifest, data_root, n)
-
-
-def _finish(artifact: Artifact, folder: Path) -> None:
-    """Make the artifact's path relative to the manifest folder and record size and sha256."""
-    from device_bench.integrity import sha256_path  # a folder (.mlpackage) hashes as devices re-check it
-
-    path = Path(artifact.path)
-    artifact.path = os.path.relpath(path, folder)
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-    artifact.sha256, artifact.size_bytes = sha256_path(path), size

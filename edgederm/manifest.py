@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device_bench.integrity import IntegrityError, contained, proven, write_json
+from device_bench.integrity import IntegrityError, contained, proven, sha256_path, write_json
 from edgederm.errors import EdgeDermError
 from edgederm.preprocessing import Preprocessing
 
@@ -162,3 +162,11 @@ def output_spec(task: str, classes: list[str]) -> dict[str, Any]:
                            "softmax gives probabilities; argmax is the predicted class"}
     return {"kind": "mask_logits", "activation": "sigmoid", "threshold": 0.5,
             "meaning": "one logit per pixel at the input size; sigmoid(logit) > threshold marks lesion"}
+
+
+def record_file(artifact: Artifact, folder: str | os.PathLike) -> None:
+    """Make the artifact's path relative to the manifest folder and record size and sha256."""
+    path = Path(artifact.path)
+    artifact.path = os.path.relpath(path, Path(folder))
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    artifact.sha256, artifact.size_bytes = sha256_path(path), size

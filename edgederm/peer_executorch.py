@@ -41,7 +41,7 @@ def _int8_program(model, example, calibration):
 
 def executorch_peers(model, manifest, stats: dict, workdir: Path, calibration: np.ndarray) -> list:
     """Peer candidates for the plain ExecuTorch fp32 and int8 paths (``calibration``: uint8 NHWC train images)."""
-    from edgederm.bench import Candidate, _failed_peer
+    from edgederm.candidates import Candidate, failed_peer
 
     try:
         import torch
@@ -66,7 +66,7 @@ def executorch_peers(model, manifest, stats: dict, workdir: Path, calibration: n
                     _lower(program, path)
         except Exception as e:  # the peer path failing is a finding, not a crash of the bench
             first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-            cands.append(_failed_peer(name, precision, f"ExecuTorch {precision} export failed: {type(e).__name__}: {first}"))
+            cands.append(failed_peer(name, precision, f"ExecuTorch {precision} export failed: {type(e).__name__}: {first}"))
             cands[-1].row["format"] = "executorch"
             continue
         cands.append(Candidate(_row(name, precision, path, stats), _opener(path), manifest.preprocessing.normalize))
@@ -86,7 +86,7 @@ def _opener(path: Path):
 
 
 def _skipped_peer(name: str, precision: str, reason: str):
-    from edgederm.bench import Candidate
+    from edgederm.candidates import Candidate
 
     row = {"artifact": name, "format": "executorch", "precision": precision, "role": "peer", "status": "skipped",
            "reason": reason}

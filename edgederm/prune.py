@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgederm.errors import EdgeDermError
+from edgederm.models.deploy import apply_pruned_shapes
 from edgederm.progress import log
 from edgederm.registry import Registry
 
@@ -235,48 +236,6 @@ def pruned_layout(pruned, reference) -> dict[str, dict[str, int]]:
             if now != {a: int(getattr(ref[name], a)) for a in attrs}:
                 layout[name] = now
     return layout
-
-
-def apply_pruned_shapes(model, layout: dict[str, dict[str, int]]) -> None:
-    """Resize the named layers of a freshly built model in place to the recorded shapes.
-
-    Parameters and buffers become uninitialised tensors of the new shape: load the pruned
-    state dict (strictly) right after.
-    """
-    import torch
-    import torch.nn as nn
-
-    def resized(t, shape):
-        if t is None:
-            return None
-        new = torch.empty(shape, dtype=t.dtype, device=t.device)
-        return nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
-
-    for name, attrs in layout.items():
-        try:
-            m = model.get_submodule(name)
-        except AttributeError:
-            raise EdgeDermError(f"pruned layer {name!r} of the model card is not in {type(model).__name__}: "
-                                "the card belongs to another architecture") from None
-        for a, v in attrs.items():
-            setattr(m, a, v)
-        if isinstance(m, nn.modules.conv._ConvNd):
-            k = tuple(m.kernel_size)
-            w = (m.in_channels, m.out_channels // m.groups) if m.transposed else (m.out_channels, m.in_channels // m.groups)
-            m.weight = resized(m.weight, w + k)
-            m.bias = resized(m.bias, (m.out_channels,))
-        elif isinstance(m, nn.modules.batchnorm._NormBase):
-            n = m.num_features
-            m.weight, m.bias = resized(m.weight, (n,)), resized(m.bias, (n,))
-            if m.running_mean is not None:
-                m.running_mean, m.running_var = resized(m.running_mean, (n,)), resized(m.running_var, (n,))
-        elif isinstance(m, nn.Linear):
-            m.weight = resized(m.weight, (m.out_features, m.in_features))
-            m.bias = resized(m.bias, (m.out_features,))
-        elif isinstance(m, nn.GroupNorm):
-            m.weight, m.bias = resized(m.weight, (m.num_channels,)), resized(m.bias, (m.num_channels,))
-        else:
-            raise EdgeDermError(f"pruned layer {name!r} is a {type(m).__name__}, which EdgeDerm cannot resize")
 
 
 # --- pruning -------------------------------------------------------------------------------
@@ -526,7 +485,7 @@ BENCH_RUNTIMES = ("torch", "onnx", "tflite")
 
 def deployable_twin(model, card):
     """``export.deployable`` with the card renamed to the twin's architecture (for the latency bench)."""
-    from edgederm.export import deployable
+    from edgederm.models.deploy import deployable
 
     twin, note = deployable(model, card)
     if not note:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-STATUS = {"pass": "✅", "fail": "❎", "skipped": "➖", "export_failed": "❌"}
+from edgederm.metrics import HEADLINE as METRIC_OF
+from edgederm.metrics import HEADLINE_NAME
+from edgederm.table import STATUS
+
 LEGEND = "✅ verified  ❎ exported, verification failed  ➖ exported, not verifiable here  ❌ export failed"
 
 
@@ -33,7 +36,7 @@ def export_rows(outcome) -> list[dict]:
 
 
 # --- the bench report (edgederm report) ----------------------------------------------------
-HEADLINE = {"classification": ("balanced_accuracy", "balanced accuracy"), "segmentation": ("dice", "Dice")}
+HEADLINE = {task: (metric, HEADLINE_NAME[task]) for task, metric in METRIC_OF.items()}
 
 
 def measured(rows: list[dict]) -> list[dict]:
@@ -179,7 +182,6 @@ def render(results, out_dir) -> dict:
     import os
     from pathlib import Path
 
-    from edgederm.bench import table_rows
     from edgederm.paths import atomic_path
 
     out_dir = Path(out_dir)
@@ -241,3 +243,46 @@ def html_table(rows: list[dict]) -> str:
 
 LEGEND_BENCH = ("✅ verified  ❎ exported, verification failed  ➖ not runnable on this machine  ❌ failed  "
                 "peer: the plain-ONNX path a user would take without EdgeDerm (not gated)")
+
+
+# --- the bench table (terminal and report) ------------------------------------------------
+def decision_columns(metrics: dict) -> dict:
+    """ECE and each manifest operating point's sensitivity/specificity, for the table and the report."""
+    def fmt(e):
+        return f"{e['value']:.3f}" if e and e.get("value") is not None else "-"
+    cols = {"ECE": fmt(metrics.get("ece"))}
+    for k in sorted(metrics):
+        if k.endswith("_sensitivity") and f"{k[:-len('_sensitivity')]}_specificity" in metrics:
+            name = k[:-len("_sensitivity")]
+            cols[f"{name} sens/spec"] = f"{fmt(metrics[k])}/{fmt(metrics[f'{name}_specificity'])}"
+    return cols
+
+
+def table_rows(results, threads: int | None = None) -> list[dict]:
+    task = results.model.get("task", "classification")
+    key = METRIC_OF[task]
+    rows = []
+    with_gpu = any(r.get("gpu_original_ratio") for r in results.rows)
+    for r in results.rows:
+        if threads is not None and r.get("threads") not in (threads, None):
+            continue
+        status = ("❌" if r["status"] == "failed" else "➖" if r["status"] == "skipped"
+                  else "peer" if r.get("role") == "peer" else STATUS.get(r.get("verify") or "pass", "✅"))
+        row = {"artifact": r["artifact"], "format": r["format"], "precision": r["precision"], "status": status,
+               "size MB": f"{r['size_bytes'] / 1e6:.2f}" if r.get("size_bytes") else "-"}
+        m, d, lat = r.get("metrics", {}).get(key), r.get("delta", {}).get(key), r.get("latency")
+        row[key.replace("_", "-")] = f"{m['value']:.4f} ±{(m['high'] - m['low']) / 2:.3f}" if m and m.get("low") is not None else "-"
+        row["Δ pt [95% CI]"] = (f"{100 * d['value']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+                                if d and d.get("low") is not None else "-")
+        if task == "classification":
+            row.update(decision_columns(r.get("metrics", {})))
+        row["threads"] = r.get("threads", "-")
+        row["ms median"] = f"{lat['median_ms']:.2f}" if lat else "-"
+        row["ms p90"] = f"{lat['p90_ms']:.2f}" if lat else "-"
+        row["speed-up"] = f"{r['speedup_vs_original']:.2f}×" if r.get("speedup_vs_original") else "-"
+        row["% peak"] = f"{100 * r['peak_fraction']:.1f}" if r.get("peak_fraction") else "-"
+        if with_gpu:  # ms / the original's eager fp32 ms on the GPU
+            row["× GPU ms"] = f"{r['gpu_original_ratio']:.2f}" if r.get("gpu_original_ratio") else "-"
+        row["note"] = (r.get("reason") or "")[:60]
+        rows.append(row)
+    return rows

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import unicodedata
 
+# A verification status as the tables and the report show it (the one mapping).
+STATUS = {"pass": "✅", "fail": "❎", "skipped": "➖", "export_failed": "❌"}
+
 
 def _width(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in s)

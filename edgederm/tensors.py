@@ -94,3 +94,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """Cosine similarity of two tensors, flattened (float64; 0 for an all-zero side)."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    return float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), float(np.finfo(np.float32).eps)))
+

@@ -183,7 +183,7 @@ class QuantContext:
         if "deployable" not in self.cache:
             from types import SimpleNamespace
 
-            from edgederm.export import deployable
+            from edgederm.models.deploy import deployable
 
             card = SimpleNamespace(architecture=self.manifest.model["architecture"], task=self.manifest.task,
                                    classes=self.manifest.classes)  # what deployable() reads of a card
@@ -236,7 +236,7 @@ def run_scheme(ctx: QuantContext, scheme: str | QuantScheme, config=None, name: 
         config: replaces the scheme's default config (same dataclass type).
         name: artifact name (default the scheme's); the file is ``model_<name without format>``.
     """
-    from edgederm.export import _finish
+    from edgederm.manifest import record_file
 
     record = SCHEMES.get(scheme) if isinstance(scheme, str) else scheme
     config = record.config if config is None else config
@@ -253,7 +253,7 @@ def run_scheme(ctx: QuantContext, scheme: str | QuantScheme, config=None, name: 
             artifact.notes.append(f"calibrated on {c['count']} images: {c['method']}"
                                   + (f", {c['split']} split of {c['dataset']}" if c.get("split") else "")
                                   + f"; ids sha256 {c['ids_sha256'][:16]}")
-        _finish(artifact, ctx.folder)
+        record_file(artifact, ctx.folder)
         ctx.manifest.put(artifact)
     ctx.cache.setdefault("runs", {})[name] = {
         "scheme": record.key, "config": config_dict(config), "reused": reused,
@@ -363,7 +363,7 @@ def fp32_reference(manifest: Manifest, fmt: str) -> Artifact | None:
 
 def summary_rows(outcome: QuantizeOutcome) -> list[dict]:
     """One row per produced or failed artifact: size, ratio to fp32, verify figures, status."""
-    from edgederm.report import STATUS
+    from edgederm.table import STATUS
 
     manifest = outcome.manifest
     classify = manifest.task == "classification"

@@ -450,13 +450,13 @@ def control_folder(source, config: ControlConfig, data_root=None, calibration=No
                 return result.status == "pass", result.reason
 
             result = escalate(rungs, baseline, config.max_drop_pt, metric_name, accept, discard)
-            from edgederm.export import _finish
+            from edgederm.manifest import record_file
 
             art = result.chosen.handle  # verified: only now does it reach the export folder
             target = folder / Path(art.path).name
             os.replace(stage / art.path, target)
             art.path = str(target)
-            _finish(art, folder)
+            record_file(art, folder)
             manifest.put(art)
             manifest.add_step("quantize-control", format=config.format, max_drop_pt=config.max_drop_pt,
                               metric=metric_name, split="val", val_images=int(len(images)),

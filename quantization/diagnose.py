@@ -182,11 +182,6 @@ def sqnr_db(x: np.ndarray, y: np.ndarray) -> float:
     return 20 * math.log10(max(np.linalg.norm(x), EPS) / max(np.linalg.norm(x - y), EPS))
 
 
-def cosine(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-    return float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), EPS))
-
-
 def fake_quant(x: np.ndarray, scale, zero_point, qmin: int, qmax: int, axis: int | None = None) -> np.ndarray:
     """``(clip(round(x / s) + z) - z) * s``: round half to even, as QuantizeLinear does."""
     scale, zero_point = np.asarray(scale, np.float64), np.asarray(zero_point, np.float64)

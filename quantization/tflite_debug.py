@@ -70,7 +70,7 @@ def _noise(f, q, s, z):
 
 
 def _cosine(f, q, s, z):
-    from quantization.diagnose import cosine
+    from edgederm.tensors import cosine
 
     return cosine(*_pair(f, q, s, z))
 

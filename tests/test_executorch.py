@@ -100,7 +100,8 @@ def test_int8_scheme_quantizes_with_the_shared_calibration(et_export, synthetic_
 
 @pytest.mark.slow  # 35 s on a quiet machine (peer exports + 5 candidates x 2 thread counts), 10 min under load
 def test_bench_measures_the_pte_and_the_plain_executorch_peers(et_export, synthetic_root, tmp_path):
-    from edgederm.bench import BenchConfig, bench, table_rows
+    from edgederm.bench import BenchConfig, bench
+    from edgederm.report import table_rows
 
     folder = tmp_path / "export"
     shutil.copytree(et_export, folder)

@@ -119,7 +119,8 @@ class _Wrapped(torch.nn.Module):
 
 def _artifact_for(fn, tiny_classifier, tmp_path):
     from edgederm.checkpoint import load_checkpoint
-    from edgederm.export import _finish, manifest_for
+    from edgederm.export import manifest_for
+    from edgederm.manifest import record_file
     from edgederm.manifest import Artifact, TensorSpec
 
     model, card = load_checkpoint(tiny_classifier)
@@ -134,7 +135,7 @@ def _artifact_for(fn, tiny_classifier, tmp_path):
     artifact = Artifact("onnx_fp32", str(path), "onnx", "fp32",
                         [TensorSpec("input", shape, "float32", "NHWC" if nhwc else "NCHW")],
                         [TensorSpec("logits", [1, len(manifest.classes)], "float32", "NC")])
-    _finish(artifact, tmp_path)
+    record_file(artifact, tmp_path)
     manifest.put(artifact)
     return model, manifest
 

@@ -10,7 +10,8 @@ import torch
 
 from edgederm.checkpoint import load_checkpoint, read_card, save_checkpoint
 from edgederm.errors import EdgeDermError
-from edgederm.prune import PruneConfig, apply_pruned_shapes, prune_checkpoint, prune_model
+from edgederm.models.deploy import apply_pruned_shapes
+from edgederm.prune import PruneConfig, prune_checkpoint, prune_model
 
 
 def _example(card):

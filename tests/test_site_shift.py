@@ -316,7 +316,7 @@ def test_kits_carry_the_manifest_rule(tiny_classifier, tmp_path):
 
 
 def test_bench_table_shows_ece_and_the_rule():
-    from edgederm.bench import decision_columns
+    from edgederm.report import decision_columns
 
     cols = decision_columns({"ece": {"value": 0.0812}, "refer_mel_sensitivity": {"value": 0.61},
                              "refer_mel_specificity": {"value": 0.8}, "balanced_accuracy": {"value": 0.5}})

@@ -33,7 +33,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from edgederm.bench import BenchConfig, add_speedups, bench, table_rows, write_results
+    from edgederm.bench import BenchConfig, add_speedups, bench, write_results
+    from edgederm.report import table_rows
     from edgederm.errors import EdgeDermError
     from edgederm.paths import find_data_root
     from edgederm.table import print_table

@@ -43,7 +43,7 @@ def list_rows() -> list[dict]:
 
 def print_outcome(outcome) -> int:
     """The produced artifacts as a table; exit status 1 if a scheme failed or a gate failed."""
-    from edgederm.report import STATUS
+    from edgederm.table import STATUS
     from edgederm.table import print_table
     from quantization import summary_rows
 

@@ -6,6 +6,7 @@ preprocessing and flags. Entries are declared in ``zoo.py`` without importing to
 family's builder lives in its own module and is imported only when a model is built.
 """
 
+from edgederm.models import zoo  # noqa: F401,E402  (declares the entries: fills MODELS)
 from edgederm.models.entry import MODELS, ModelEntry, create_model, get_entry, model_stats
 
 __all__ = ["MODELS", "ModelEntry", "create_model", "get_entry", "model_stats"]

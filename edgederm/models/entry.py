@@ -51,9 +51,7 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 
 def get_entry(name: str) -> ModelEntry:
-    from edgederm.models import zoo  # noqa: F401  (fills the registry)
-
-    return MODELS.get(name)
+    return MODELS.get(name)  # the package imports zoo.py, which fills the registry
 
 
 def create_model(name: str, num_classes: int | None = None, pretrained: bool | str = False, **kwargs):
