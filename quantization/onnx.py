@@ -84,7 +84,7 @@ class NNCFConfig:
     model_type: str | None = None
 
 
-def _describe(ctx, target: Path, converter: str, notes: list[str], tools: tuple[str, ...]) -> Artifact:
+def describe_artifact(ctx, target: Path, converter: str, notes: list[str], tools: tuple[str, ...]) -> Artifact:
     """The quantized file keeps the fp32 ONNX I/O: copy its tensor specs."""
     base = ctx.onnx_artifact()
     return Artifact(name="", path=str(target), format="onnx", precision="", inputs=list(base.inputs),
@@ -110,22 +110,20 @@ def _input_name(path: Path) -> str:
     return onnx.load(str(path), load_external_data=False).graph.input[0].name
 
 
-def ort_static(ctx, config: OrtStaticConfig, target: Path) -> Artifact:
-    """Handler for ``int8:onnx``: ``quantize_static`` on the fp32 ONNX file."""
+def static_quantize(ctx, target: Path, preprocess: bool, what: str, check=None, **options) -> list[str]:
+    """``quantize_static`` of the fp32 ONNX file into ``target`` (atomically), fed by the shared
+    calibration set, after ORT's optional pre-processing; ``check(path)`` may refuse the result.
+    Returns notes for the manifest. Used by ``int8:onnx`` and ``int8_qdq:onnx``."""
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import quantize_static
 
     source = ctx.onnx_path()
-    name = _input_name(source)
-    x = ctx.calibration.inputs("NCHW")
-
-    notes = []
-    model_input = source
-    if config.preprocess:
+    reader = BatchReader(ctx.calibration.inputs("NCHW"), _input_name(source))
+    notes, model_input = [], source
+    if preprocess:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        pre = ctx.work / "ort_preprocessed.onnx"
+        pre = ctx.work / f"{target.stem}_preprocessed.onnx"
         try:
             quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
             model_input = pre
@@ -133,21 +131,31 @@ def ort_static(ctx, config: OrtStaticConfig, target: Path) -> Artifact:
             notes.append(f"quant_pre_process skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
     with atomic_output(target) as tmp:
         try:
-            quantize_static(str(model_input), str(tmp), BatchReader(x, name), quant_format=getattr(QuantFormat, config.quant_format),
-                            per_channel=config.per_channel, reduce_range=config.reduce_range,
-                            activation_type=getattr(QuantType, config.activation_type),
-                            weight_type=getattr(QuantType, config.weight_type),
-                            nodes_to_exclude=list(config.nodes_to_exclude) or None,
-                            calibrate_method=getattr(CalibrationMethod, config.calibrate_method),
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+            quantize_static(str(model_input), str(tmp), reader, **options)
         except Exception as e:
-            raise EdgeDermError(f"onnxruntime quantize_static failed on {source.name}: {type(e).__name__}: "
+            raise EdgeDermError(f"onnxruntime quantize_static ({what}) failed on {source.name}: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:200]}") from None
         proto = onnx.load(str(tmp))
         _keep_metadata(ctx, proto)
         onnx.save(proto, str(tmp))
+        if check is not None:
+            notes += check(tmp)
+    return notes
+
+
+def ort_static(ctx, config: OrtStaticConfig, target: Path) -> Artifact:
+    """Handler for ``int8:onnx``: ``quantize_static`` on the fp32 ONNX file."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    notes = static_quantize(ctx, target, config.preprocess, config.quant_format,
+                            quant_format=getattr(QuantFormat, config.quant_format), per_channel=config.per_channel,
+                            reduce_range=config.reduce_range, activation_type=getattr(QuantType, config.activation_type),
+                            weight_type=getattr(QuantType, config.weight_type),
+                            nodes_to_exclude=list(config.nodes_to_exclude) or None,
+                            calibrate_method=getattr(CalibrationMethod, config.calibrate_method),
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     pair = f"{'u' if config.activation_type == 'QUInt8' else 's'}8{'u' if config.weight_type == 'QUInt8' else 's'}8"
-    return _describe(ctx, target, f"onnxruntime quantize_static ({config.quant_format}, {pair}, "
+    return describe_artifact(ctx, target, f"onnxruntime quantize_static ({config.quant_format}, {pair}, "
                      f"{'per-channel' if config.per_channel else 'per-tensor'}, {config.calibrate_method})",
                      notes, ("onnxruntime", "onnx"))
 
@@ -178,5 +186,5 @@ def nncf_ptq(ctx, config: NNCFConfig, target: Path) -> Artifact:
     _keep_metadata(ctx, quantized)
     with atomic_output(target) as tmp:
         onnx.save(quantized, str(tmp))
-    return _describe(ctx, target, f"nncf.quantize (ONNX, QDQ, preset {config.preset}, "
+    return describe_artifact(ctx, target, f"nncf.quantize (ONNX, QDQ, preset {config.preset}, "
                      f"{'fast ' if config.fast_bias_correction else ''}bias correction)", [], ("nncf", "onnx"))

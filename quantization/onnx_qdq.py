@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.common import atomic_output
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact
-from quantization.calibration import BatchReader
+from quantization.onnx import describe_artifact, static_quantize
 
 # ops whose inputs get Q/DQ: what TensorRT fuses a DequantizeLinear into (or runs in int8 as is)
 TRT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool")
@@ -109,10 +108,7 @@ def qdq_properties(path) -> dict:
 def trt_qdq(ctx, config: TensorRTQDQConfig, target: Path) -> Artifact:
     """Handler for ``int8_qdq:onnx``: symmetric s8s8 QDQ, per-channel weights, TensorRT placement."""
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
-    from quantization.onnx import _describe, _input_name, _keep_metadata
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     if config.calibrate_method not in ("MinMax", "Entropy", "Percentile"):
         raise EdgeDermError(f"TensorRT QDQ calibrate_method {config.calibrate_method!r} is not MinMax, Entropy "
@@ -123,23 +119,18 @@ def trt_qdq(ctx, config: TensorRTQDQConfig, target: Path) -> Artifact:
     if opset < MIN_OPSET:
         raise EdgeDermError(f"{source.name} has opset {opset}; TensorRT's per-channel Q/DQ needs opset >= "
                             f"{MIN_OPSET}: export it again with edgederm export (opset 17)")
-    name = _input_name(source)
-    x = ctx.calibration.inputs("NCHW")
 
-    notes, model_input = [], source
-    if config.preprocess:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+    def tensorrt_ready(path: Path) -> list[str]:
+        props = qdq_properties(path)
+        if props["problems"]:
+            raise EdgeDermError(f"the QDQ file made from {source.name} is not TensorRT-ready: "
+                                + "; ".join(props["problems"]))
+        return [f"TensorRT explicit quantization: {props['quantize']} Q / {props['dequantize']} DQ, int8, "
+                f"zero points 0, {props['per_channel_weights']} per-channel weights, opset {props['opset']}"]
 
-        pre = ctx.work / "trt_qdq_preprocessed.onnx"
-        try:
-            quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
-            model_input = pre
-        except Exception as e:  # optional step: quantize the plain graph instead
-            notes.append(f"quant_pre_process skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-    with atomic_output(target) as tmp:
-        try:
-            quantize_static(str(model_input), str(tmp), BatchReader(x, name), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+    notes = static_quantize(ctx, target, config.preprocess, "TensorRT QDQ", check=tensorrt_ready,
+                            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(config.op_types),
                             nodes_to_exclude=list(config.nodes_to_exclude) or None,
                             calibrate_method=getattr(CalibrationMethod, config.calibrate_method),
@@ -147,17 +138,5 @@ def trt_qdq(ctx, config: TensorRTQDQConfig, target: Path) -> Artifact:
                                            "OpTypesToExcludeOutputQuantization": list(WEIGHTED),
                                            "DedicatedQDQPair": False, "AddQDQPairToWeight": False,
                                            "QuantizeBias": False})  # TensorRT: float bias, no int32 DQ
-        except Exception as e:
-            raise EdgeDermError(f"onnxruntime quantize_static (TensorRT QDQ) failed on {source.name}: "
-                                f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-        proto = onnx.load(str(tmp))
-        _keep_metadata(ctx, proto)
-        onnx.save(proto, str(tmp))
-        props = qdq_properties(tmp)
-        if props["problems"]:
-            raise EdgeDermError(f"the QDQ file made from {source.name} is not TensorRT-ready: "
-                                + "; ".join(props["problems"]))
-    notes.append(f"TensorRT explicit quantization: {props['quantize']} Q / {props['dequantize']} DQ, int8, "
-                 f"zero points 0, {props['per_channel_weights']} per-channel weights, opset {props['opset']}")
-    return _describe(ctx, target, f"onnxruntime quantize_static (QDQ, s8s8 symmetric, per-channel weights, "
-                     f"TensorRT placement, {config.calibrate_method})", notes, ("onnxruntime", "onnx"))
+    return describe_artifact(ctx, target, f"onnxruntime quantize_static (QDQ, s8s8 symmetric, per-channel weights, "
+                             f"TensorRT placement, {config.calibrate_method})", notes, ("onnxruntime", "onnx"))
