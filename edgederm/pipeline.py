@@ -380,6 +380,9 @@ def _manifest_fingerprint(export_dir: Path) -> str:
 # --- many models: processes or Ray ---------------------------------------------------------
 def run_recipe(recipe: Recipe, jobs: int = 1, ray_address: str | None = None) -> list[dict]:
     """Run every model of the recipe; in parallel processes, or as Ray tasks when ``ray_address`` is given."""
+    for m in recipe.models:  # before any folder is made: a typo must not leave empty model folders behind
+        if "checkpoint" in m and not Path(str(m["checkpoint"])).expanduser().exists():
+            raise EdgeDermError(f"recipe {recipe.name}: checkpoint {m['checkpoint']} not found: fix the 'checkpoint:' path")
     all_jobs = [recipe.job(m) for m in recipe.models]
     if ray_address:
         summaries = run_on_ray(all_jobs, ray_address)

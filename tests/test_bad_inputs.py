@@ -332,6 +332,8 @@ CASES = [
     ("run-recipe-unknown-key", lambda w: ["run", recipe(w, "models: []\nspeed: max\n")], 2, r"unknown key"),
     ("run-recipe-no-models", lambda w: ["run", recipe(w, "name: x\n")], 2, r"models"),
     ("run-jobs-zero", lambda w: ["run", "lite0", "--jobs", "0"], 2, r"--jobs"),
+    ("run-checkpoint-missing", lambda w: ["run", recipe(w, f"models: [{{checkpoint: {w.dir / 'none.safetensors'}}}]\n"
+                                                          f"out: {w.dir / 'runs'}\n")], 2, r"not found"),
     # --- bundles on the device (python -m device_bench) ------------------------------------------
     ("device-not-a-bundle", lambda w: ["device_bench", "run", w.dir], 2, r"not a bundle"),
     ("device-path-traversal", lambda w: bundle_edit(w, lambda f: bundle_manifest(f, lambda d: d["artifacts"][0].update(path="../../x"))), 2, r"no '\.\.'"),
@@ -420,6 +422,8 @@ def test_bad_input(case_id, setup, code, pattern, w, capfd, monkeypatch):
     assert _temp_runs() <= before_temp, "a temp folder was left behind"
     if code == 2 and manifest_before is not None and not case_id.startswith("verify-artifact"):
         assert (w.export / "manifest.json").read_bytes() == manifest_before, "a refused input still rewrote the manifest"
+    if case_id == "run-checkpoint-missing":
+        assert not (w.dir / "runs").exists(), "a refused recipe left its folders"
     if case_id == "export-out-users-folder":
         assert (w.dir / "o" / "model.onnx").read_text() == "the user's own file"
     if code == 2 and case_id.startswith("export") and case_id not in ("export-out-users-folder", "export-out-is-file"):
