@@ -1,7 +1,9 @@
-"""The ``edgederm`` command line. Each verb is a small function; the command tree is data.
+"""The ``edgederm`` command line: the core verbs here, the others one module each in
+``edgederm/commands/`` (listed in ``commands.MODULES``), shared option types in ``commands/common.py``.
 
-Errors a user can fix (``EdgeDermError``) print one line and exit 2; nothing half-written is
-left behind because every writer goes through a temporary file and a rename.
+Every command ends through ``device_bench.console.run_command``: one line and exit 2 for input to
+fix, 1 for a verdict, 3 for an internal error (traceback in the named log); other tools' stderr
+goes to that log unless ``--verbose`` (``docs/reliability.md``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Terminal rows for export/verify results (status legend as users know it from Ultralytics)."""
+"""All presentation of results: the export/verify rows and the bench table in the terminal (status
+legend as users know it from Ultralytics), and the Markdown + self-contained HTML report with its
+Pareto and size plots. It imports no stage: it reads manifests, outcomes and results."""
 
 from __future__ import annotations
 
