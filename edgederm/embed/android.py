@@ -83,17 +83,25 @@ def kotlin_values(manifest, artifact, info, package: str) -> dict[str, str]:
     }
 
 
-def write(folder: Path, manifest, artifact, source: Path, info, package: str | None = None, **_) -> None:
+def write_kotlin_kit(folder: Path, manifest, artifact, source: Path, info, package: str | None,
+                     template: str) -> tuple[dict, str]:
+    """What every Android kit does (LiteRT or ExecuTorch): check the package name, write the sidecar,
+    labels and model under ``assets/``, render ``template`` as ``EdgeDermModel.kt``; returns (values, package)."""
     package = package or DEFAULT_PACKAGE
     if not _PACKAGE.match(package):
         raise EdgeDermError(f"--package {package!r} is not a Java/Kotlin package name (e.g. {DEFAULT_PACKAGE})")
-    if artifact.inputs[0].layout not in ("NHWC", "NCHW"):
-        raise EdgeDermError(f"artifact {artifact.name} has input layout {artifact.inputs[0].layout!r}; the Android "
-                            "sample writes NHWC or NCHW tensors")
     values = kotlin_values(manifest, artifact, info, package)
     assets = write_common(folder, manifest, info, folder / "assets")
     copy_artifact(source, assets / Path(artifact.path).name)
-    (folder / "EdgeDermModel.kt").write_text(render("android/EdgeDermModel.kt", values))
+    (folder / "EdgeDermModel.kt").write_text(render(template, values))
+    return values, package
+
+
+def write(folder: Path, manifest, artifact, source: Path, info, package: str | None = None, **_) -> None:
+    if artifact.inputs[0].layout not in ("NHWC", "NCHW"):
+        raise EdgeDermError(f"artifact {artifact.name} has input layout {artifact.inputs[0].layout!r}; the Android "
+                            "sample writes NHWC or NCHW tensors")
+    values, package = write_kotlin_kit(folder, manifest, artifact, source, info, package, "android/EdgeDermModel.kt")
     pre = manifest.preprocessing
     classify = manifest.task == "classification"
     usage = ('val p = model.classify(bitmap)   // p.label, p.probability, p.probabilities (LABELS order)' if classify else

@@ -10,26 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgederm.embed import copy_artifact, num, render, write_common
+from edgederm.embed import num, render
+from edgederm.embed.android import write_kotlin_kit
 from edgederm.errors import EdgeDermError
 
 GRADLE_DEPENDENCY = "org.pytorch:executorch-android:1.0.1"  # Maven Central's ExecuTorch AAR (Module API, XNNPACK)
 
 
 def write(folder: Path, manifest, artifact, source: Path, info, package: str | None = None, **_) -> None:
-    from edgederm.embed.android import DEFAULT_PACKAGE, _PACKAGE, kotlin_values
-
-    package = package or DEFAULT_PACKAGE
-    if not _PACKAGE.match(package):
-        raise EdgeDermError(f"--package {package!r} is not a Java/Kotlin package name (e.g. {DEFAULT_PACKAGE})")
     inp = artifact.inputs[0]
     if inp.layout != "NCHW" or inp.dtype != "float32":
         raise EdgeDermError(f"artifact {artifact.name} takes {inp.dtype} {inp.layout}; the ExecuTorch sample feeds "
                             "float32 NCHW (pick an executorch artifact with --artifact)")
-    values = kotlin_values(manifest, artifact, info, package)
-    assets = write_common(folder, manifest, info, folder / "assets")
-    copy_artifact(source, assets / Path(artifact.path).name)
-    (folder / "EdgeDermModel.kt").write_text(render("android_executorch/EdgeDermModel.kt", values))
+    values, package = write_kotlin_kit(folder, manifest, artifact, source, info, package,
+                                       "android_executorch/EdgeDermModel.kt")
     pre = manifest.preprocessing
     usage = ('val p = model.classify(bitmap)   // p.label, p.probability, p.probabilities (LABELS order)'
              if manifest.task == "classification" else
