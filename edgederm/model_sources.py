@@ -69,7 +69,10 @@ def load_weights(model, weights: str, source: str):
     from edgederm.checkpoint import read_state_dict
 
     state = read_state_dict(weights)
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes
+        raise _check_shape_mismatch(e, weights, source) or e from None
     if result.missing_keys or result.unexpected_keys:
         first = (result.missing_keys or result.unexpected_keys)[0]
         raise EdgeDermError(f"--weights {weights} does not fit {source} ({len(result.missing_keys)} missing, "
@@ -106,10 +109,7 @@ def load_timm(source: str, meta: dict, weights) -> tuple:
         kind = "timm (published weights)"
     else:
         model = _timm_build(timm, name, meta)
-        try:
-            load_weights(model, weights, source)
-        except RuntimeError as e:
-            raise _check_shape_mismatch(e, weights, source) or e from None
+        load_weights(model, weights, source)
         kind = "timm + --weights"
     return model.eval(), kind
 
@@ -147,10 +147,7 @@ def load_torchvision(source: str, meta: dict, weights) -> tuple:
         kind = "torchvision (published weights)"
     else:
         model = builder(weights=None, num_classes=output_channels(meta), **extra)
-        try:
-            load_weights(model, weights, source)
-        except RuntimeError as e:
-            raise _check_shape_mismatch(e, weights, source) or e from None
+        load_weights(model, weights, source)
         kind = "torchvision + --weights"
     return model.eval(), kind
 
