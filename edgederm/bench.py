@@ -30,6 +30,7 @@ from edgederm.candidates import Candidate, failed_peer
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest
 from edgederm.progress import log
+from edgederm.tasks import task_of
 
 KEPT_METRICS = {"classification": ("balanced_accuracy", "macro_auroc", "mel_sensitivity_at_spec80", "accuracy"),
                 "segmentation": ("dice", "jaccard", "thresholded_jaccard")}
@@ -54,65 +55,8 @@ class BenchConfig:
 
 # --- scoring -------------------------------------------------------------------------------
 def scorer(task: str, targets: np.ndarray, classes: list[str], output: dict | None = None):
-    """Per-task scoring: outputs -> per-image statistics -> metric functions on index sets.
-
-    A classifier's probabilities use the manifest ``output``'s temperature, and each of its
-    operating points adds ``<rule>_sensitivity`` / ``_specificity`` (``device_bench.decision``).
-
-    The numpy metrics of ``device_bench`` (equal to the scikit-learn ones, tested): devices score
-    with the same code, and a bootstrap of 1,000 resamples per metric per artifact needs their speed
-    (scikit-learn's input validation made one AUROC bootstrap take tens of seconds).
-    """
-    from device_bench import metrics as M
-
-    if task == "classification":
-        mel = classes.index("mel") if "mel" in classes else None
-
-        from device_bench import decision
-
-        temperature, rules = decision.temperature_of(output or {}), decision.rules_of(output or {})
-
-        def per_image(out, is_prob):
-            z = np.log(np.clip(out, 1e-30, None)) if is_prob else out.astype(np.float64)
-            return decision.softmax(z, temperature)
-
-        def functions(prob):
-            pred = prob.argmax(1)
-            fns = {"balanced_accuracy": lambda i: M.balanced_accuracy(targets[i], pred[i]),
-                   "macro_auroc": lambda i: M.macro_auroc(targets[i], prob[i]),
-                   "accuracy": lambda i: float(np.mean(pred[i] == targets[i])),
-                   "ece": lambda i: M.expected_calibration_error(targets[i], prob[i])}
-            if mel is not None:
-                fns["mel_sensitivity_at_spec80"] = lambda i: M.sensitivity_at_specificity(targets[i] == mel, prob[i][:, mel])
-            fns.update(rule_functions(targets, prob, classes, rules))
-            return fns
-        return per_image, functions
-
-    def per_image(out, is_prob):
-        masks = (out[:, 0] > (0.5 if is_prob else 0.0))
-        dice, jac = M.per_image_overlap(masks, targets)
-        return np.stack([dice, jac], 1)
-
-    def functions(stats):
-        dice, jac = stats[:, 0], stats[:, 1]
-        thr = np.where(jac < M.THRESHOLDED_JACCARD_CUTOFF, 0.0, jac)
-        return {"dice": lambda i: float(dice[i].mean()), "jaccard": lambda i: float(jac[i].mean()),
-                "thresholded_jaccard": lambda i: float(thr[i].mean())}
-    return per_image, functions
-
-
-def rule_functions(targets: np.ndarray, prob: np.ndarray, classes: list[str], rules: list[dict]) -> dict:
-    """``<rule>_sensitivity`` and ``<rule>_specificity`` on index sets, for each operating point."""
-    from device_bench.decision import apply_rule
-
-    fns = {}
-    for rule in rules:
-        if rule.get("threshold") is None:
-            continue
-        fired, pos = apply_rule(prob, classes, rule), targets == list(classes).index(rule["class"])
-        fns[f"{rule['name']}_sensitivity"] = lambda i, f=fired, p=pos: float(f[i][p[i]].mean()) if p[i].any() else float("nan")
-        fns[f"{rule['name']}_specificity"] = lambda i, f=fired, p=pos: float((~f[i][~p[i]]).mean()) if (~p[i]).any() else float("nan")
-    return fns
+    """Per-task scoring: outputs -> per-image statistics -> metric functions on index sets (the task's own)."""
+    return task_of(task).scorer(targets, classes, output)
 
 
 def metrics_with_ci(fns: dict, n: int, n_boot: int, seed: int) -> dict:
@@ -192,7 +136,7 @@ def artifact_candidate(artifact: Artifact, folder: Path, manifest: Manifest, sta
            "verify": (artifact.verify or {}).get("status")}
     return Candidate(row, open_, lambda u8: artifact_input(artifact, u8, manifest),
                      lambda y: to_reference_layout(artifact, y, manifest.task),
-                     outputs_prob=artifact.format == "coreml" and manifest.task == "classification",
+                     outputs_prob=artifact.format == "coreml" and task_of(manifest.task).has_class_labels,
                      static_batch=artifact.inputs[0].shape[0] == 1)
 
 

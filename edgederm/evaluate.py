@@ -7,18 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from edgederm.data.arrays import Arrays
-from edgederm.metrics import Estimate, classification_metrics, segmentation_metrics
+from edgederm.metrics import Estimate
 from edgederm.preprocessing import Preprocessing
+from edgederm.tasks import task_of
 
 
 def score_outputs(outputs: np.ndarray, targets: np.ndarray, classes, n_boot: int = 1000) -> dict[str, Estimate]:
     """Metrics from raw model outputs: logits [N, C] (classes given) or mask logits [N, 1, H, W]."""
-    from edgederm.tensors import softmax
-
-    if classes is not None:
-        return classification_metrics(targets, softmax(outputs), list(classes), n_boot=n_boot)
-    masks = (outputs[:, 0] > 0).astype(np.uint8)  # sigmoid(logit) > 0.5
-    return segmentation_metrics(masks, targets, n_boot=n_boot)
+    return task_of("classification" if classes is not None else "segmentation").metrics(
+        outputs, targets, classes, n_boot=n_boot)
 
 
 def score_arrays(model, arrays: Arrays, prep: Preprocessing, classes, n_boot: int = 1000, desc: str = "") -> dict[str, Estimate]:
@@ -37,7 +34,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: Path | None, split: s
     ``segnet_mobile``), which must accept them unchanged. ``split`` "all" takes every image.
     """
     outputs, targets, ds, card = checkpoint_outputs(checkpoint, data_root, split, dataset, limit, architecture)
-    metrics = score_outputs(outputs, targets, card.classes if card.task == "classification" else None, n_boot=n_boot)
+    metrics = score_outputs(outputs, targets, task_of(card.task).scoring_classes(card.classes), n_boot=n_boot)
     return metrics, card, len(targets)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from device_bench.integrity import IntegrityError, contained, proven, sha256_path, write_json
 from edgederm.errors import EdgeDermError
 from edgederm.preprocessing import Preprocessing
+from edgederm.tasks import task_of
 
 SCHEMA = "edgederm.manifest"
 SCHEMA_VERSION = 1
@@ -156,12 +157,7 @@ class Manifest:
 
 
 def output_spec(task: str, classes: list[str]) -> dict[str, Any]:
-    if task == "classification":
-        return {"kind": "logits", "activation": "softmax",
-                "meaning": f"one logit per class in the order of model.classes ({', '.join(classes)}); "
-                           "softmax gives probabilities; argmax is the predicted class"}
-    return {"kind": "mask_logits", "activation": "sigmoid", "threshold": 0.5,
-            "meaning": "one logit per pixel at the input size; sigmoid(logit) > threshold marks lesion"}
+    return task_of(task).output_spec(classes)
 
 
 def record_file(artifact: Artifact, folder: str | os.PathLike) -> None:

@@ -16,10 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-# Each task's headline metric (the one every table, gate and plot leads with) and how it is named.
-HEADLINE = {"classification": "balanced_accuracy", "segmentation": "dice"}
-HEADLINE_NAME = {"classification": "balanced accuracy", "segmentation": "Dice"}
-
 THRESHOLDED_JACCARD_CUTOFF = 0.65
 MEL_SPECIFICITY = 0.80
 

@@ -4,16 +4,15 @@ Pareto and size plots. It imports no stage: it reads manifests, outcomes and res
 
 from __future__ import annotations
 
-from edgederm.metrics import HEADLINE as METRIC_OF
-from edgederm.metrics import HEADLINE_NAME
 from edgederm.table import STATUS
+from edgederm.tasks import TASKS, task_of
 
 LEGEND = "✅ verified  ❎ exported, verification failed  ➖ exported, not verifiable here  ❌ export failed"
 
 
 def export_rows(outcome) -> list[dict]:
     manifest = outcome.manifest
-    classify = manifest.task == "classification"
+    classify = task_of(manifest.task).has_class_labels
     by_name = {r.artifact: r for r in outcome.verify}
     rows = []
     for a in manifest.artifacts:
@@ -38,7 +37,7 @@ def export_rows(outcome) -> list[dict]:
 
 
 # --- the bench report (edgederm report) ----------------------------------------------------
-HEADLINE = {task: (metric, HEADLINE_NAME[task]) for task, metric in METRIC_OF.items()}
+HEADLINE = {name: (spec.headline, spec.headline_name) for name, spec in TASKS.items()}
 
 
 def measured(rows: list[dict]) -> list[dict]:
@@ -262,7 +261,7 @@ def decision_columns(metrics: dict) -> dict:
 
 def table_rows(results, threads: int | None = None) -> list[dict]:
     task = results.model.get("task", "classification")
-    key = METRIC_OF[task]
+    key = task_of(task).headline
     rows = []
     with_gpu = any(r.get("gpu_original_ratio") for r in results.rows)
     for r in results.rows:
@@ -276,7 +275,7 @@ def table_rows(results, threads: int | None = None) -> list[dict]:
         row[key.replace("_", "-")] = f"{m['value']:.4f} ±{(m['high'] - m['low']) / 2:.3f}" if m and m.get("low") is not None else "-"
         row["Δ pt [95% CI]"] = (f"{100 * d['value']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
                                 if d and d.get("low") is not None else "-")
-        if task == "classification":
+        if task_of(task).has_class_labels:
             row.update(decision_columns(r.get("metrics", {})))
         row["threads"] = r.get("threads", "-")
         row["ms median"] = f"{lat['median_ms']:.2f}" if lat else "-"

@@ -17,8 +17,8 @@ import numpy as np
 
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest
-from edgederm.metrics import THRESHOLDED_JACCARD_CUTOFF, balanced_accuracy, macro_auroc, per_image_overlap
-from edgederm.tensors import sigmoid, softmax
+from edgederm.tasks import task_of
+from edgederm.tasks.parity import logit_figures  # noqa: F401  (re-exported: tests and tools read it here)
 
 
 @dataclass(frozen=True)
@@ -86,73 +86,19 @@ def artifact_input(artifact: Artifact, images_uint8: np.ndarray, manifest: Manif
 
 def to_reference_layout(artifact: Artifact, y: np.ndarray, task: str) -> np.ndarray:
     """Classifier outputs as [N, C]; segmenter outputs as [N, 1, H, W]."""
-    if task == "segmentation" and artifact.outputs[0].layout == "NHWC":
+    if not task_of(task).has_class_labels and artifact.outputs[0].layout == "NHWC":
         y = np.moveaxis(y, -1, 1)
     return y
 
 
-def logit_figures(ref: np.ndarray, got: np.ndarray, center: bool) -> dict:
-    """Pre-activation agreement: per-image cosine (worst and mean) and the batch's relative L2 error
-    ||got - ref|| / ||ref||. Classifier logits are centred per image first (softmax ignores a shift)."""
-    r = np.asarray(ref, np.float64).reshape(len(ref), -1)
-    g = np.asarray(got, np.float64).reshape(len(got), -1)
-    finite = np.isfinite(r) & np.isfinite(g)  # a -inf logit (log of a quantised 0) is counted, then left out
-    r, g = np.where(finite, r, 0.0), np.where(finite, g, 0.0)
-    if center:
-        r, g = r - r.mean(1, keepdims=True), g - g.mean(1, keepdims=True)
-    nr, ng = np.linalg.norm(r, axis=1), np.linalg.norm(g, axis=1)
-    both_zero = (nr == 0) & (ng == 0)
-    cos = np.where(both_zero, 1.0, (r * g).sum(1) / np.maximum(nr * ng, 1e-30))
-    rel = np.linalg.norm(g - r) / max(float(np.linalg.norm(r)), 1e-30)
-    return {"logit_cosine_min": float(cos.min()), "logit_cosine_mean": float(cos.mean()),
-            "logit_rel_error": float(min(rel, 1e30)), "logit_nonfinite": int((~finite).sum())}
-
-
-NO_LOGITS = {"logit_cosine_min": None, "logit_cosine_mean": None, "logit_rel_error": None, "logit_nonfinite": None}
-
-
 def compare(task: str, ref: np.ndarray, got: np.ndarray, targets: np.ndarray, got_is_prob: bool) -> dict:
-    """Parity figures of ``got`` against ``ref`` (the original's logits); ``got_is_prob`` means the
-    artifact returns probabilities (Core ML classifiers), whose logits are unknown (figures None)."""
-    if task == "classification":
-        p_ref, p_got = softmax(ref), (got if got_is_prob else softmax(got))
-        diff = np.abs(p_ref - p_got)
-        f = {"images": len(ref), "max_abs_prob": float(diff.max()), "mean_abs_prob": float(diff.mean()),
-             "max_abs_logit": None if got_is_prob else float(np.abs(ref - got).max()),
-             "top1_agreement": float(np.mean(p_ref.argmax(1) == p_got.argmax(1))),
-             "balanced_accuracy_original": balanced_accuracy(targets, p_ref.argmax(1)),
-             "balanced_accuracy_artifact": balanced_accuracy(targets, p_got.argmax(1)),
-             "auroc_original": macro_auroc(targets, p_ref), "auroc_artifact": macro_auroc(targets, p_got)}
-        f["balanced_accuracy_drop"] = f["balanced_accuracy_original"] - f["balanced_accuracy_artifact"]
-        f["auroc_drop"] = f["auroc_original"] - f["auroc_artifact"]
-        f.update(NO_LOGITS if got_is_prob else logit_figures(ref, got, center=True))
-        return f
-    m_ref, m_got = ref[:, 0] > 0, got[:, 0] > 0
-    agree, _ = per_image_overlap(m_got, m_ref)
-    d_ref, j_ref = per_image_overlap(m_ref, targets)
-    d_got, j_got = per_image_overlap(m_got, targets)
-
-    def thr(j):  # ISIC's thresholded Jaccard: an image below the cutoff counts 0
-        return float(np.where(j < THRESHOLDED_JACCARD_CUTOFF, 0.0, j).mean())
-
-    f = {"images": len(ref), "mask_dice_mean": float(agree.mean()), "mask_dice_min": float(agree.min()),
-         "max_abs_prob": float(np.abs(sigmoid(ref) - sigmoid(got)).max()),
-         "dice_original": float(d_ref.mean()), "dice_artifact": float(d_got.mean()),
-         "thresholded_jaccard_original": thr(j_ref), "thresholded_jaccard_artifact": thr(j_got)}
-    f["dice_drop"] = f["dice_original"] - f["dice_artifact"]
-    f["thresholded_jaccard_drop"] = f["thresholded_jaccard_original"] - f["thresholded_jaccard_artifact"]
-    f.update(logit_figures(ref[:, :1], got[:, :1], center=False))
-    return f
+    """Parity figures of ``got`` against ``ref`` (the original's logits), as the task defines them;
+    ``got_is_prob`` means the artifact returns probabilities (Core ML classifiers): no logit figures."""
+    return task_of(task).parity(ref, got, targets, got_is_prob)
 
 
 def judge(name: str, task: str, figures: dict, gate: Gate) -> tuple[str, str]:
-    if task == "classification":
-        limits = [("max_abs_prob", gate.max_abs_prob, "<="), ("top1_agreement", gate.min_top1_agreement, ">="),
-                  ("balanced_accuracy_drop", gate.max_balanced_accuracy_drop, "<="),
-                  ("auroc_drop", gate.max_auroc_drop, "<=")]
-    else:
-        limits = [("mask_dice_mean", gate.min_mask_dice, ">="), ("dice_drop", gate.max_dice_drop, "<="),
-                  ("thresholded_jaccard_drop", gate.max_thresholded_jaccard_drop, "<=")]
+    limits = [(figure, getattr(gate, field), op) for figure, field, op in task_of(task).gate_figures]
     logit_gated = gate.min_logit_cosine is not None or gate.max_logit_rel_error is not None
     limits += [("logit_nonfinite", 0 if logit_gated else None, "<="),
                ("logit_cosine_min", gate.min_logit_cosine, ">="), ("logit_rel_error", gate.max_logit_rel_error, "<=")]
@@ -183,7 +129,7 @@ def verify_artifact(artifact: Artifact, folder: Path, manifest: Manifest, images
     x = artifact_input(artifact, images_uint8, manifest)
     batch = 1 if artifact.inputs[0].shape[0] == 1 else 32
     got = to_reference_layout(artifact, run_batched(runner, x, batch), manifest.task)
-    is_prob = artifact.format == "coreml" and manifest.task == "classification"
+    is_prob = artifact.format == "coreml" and task_of(manifest.task).has_class_labels
     figures = compare(manifest.task, ref, got.astype(np.float32), targets, is_prob)
     figures.update(runtime=runner.runtime, delegate=runner.delegate)
     status, reason = judge(artifact.name, manifest.task, figures, gate)
