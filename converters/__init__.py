@@ -33,10 +33,12 @@ class Format:
     default_precisions: tuple[str, ...]
     runner: str  # device_bench runner that executes it
     layout: str  # image input layout of the artifact
-    # "module:function" that makes this format's artifacts from the PyTorch model, called by
-    # edgederm.export as fn(model, manifest, folder, stem, precisions=...) -> list[Artifact];
-    # a new format is this one entry (onnx/tflite/coreml keep their dedicated branches in export.py)
-    exporter: str = ""
+    # "module:function" that makes this format's artifacts from the model, called by edgederm.export
+    # as fn(model, manifest, folder, stem, precisions, calibration_images=..., dynamic_batch=...) -> list[Artifact]
+    exporter: str
+    requires: tuple[str, ...] = ()  # formats whose files this one is made from (made first; dropped if not asked for)
+    per_precision: bool = False  # one exporter call per precision, so one failing precision spares the others
+    needs_images: bool = False  # its conversion reads real images (TFLite's integer ranges)
 
 
 ROUTES: Registry[Route] = Registry("conversion route")
@@ -53,12 +55,17 @@ ROUTES.register("torch2coreml", Route("torch2coreml", "torch", "coreml", "conver
 ROUTES.register("onnx2onnx", Route("onnx2onnx", "onnx", "onnx", "converters.onnx2onnx:convert", ("fp32",),
                                    "a user's ONNX file: checked, static [1,3,H,W] input, output adapted (edgederm.adapters)"))
 
-FORMATS.register("onnx", Format("onnx", ".onnx", ("torch2onnx",), ("fp32",), ("fp32",), "onnxruntime", "NCHW"))
+FORMATS.register("onnx", Format("onnx", ".onnx", ("torch2onnx",), ("fp32",), ("fp32",), "onnxruntime", "NCHW",
+                                exporter="converters.formats:export_onnx"))
 FORMATS.register("tflite", Format("tflite", ".tflite", ("torch2onnx", "onnx2tflite"), ("fp32", "fp16"),
-                                  ("fp32", "fp16"), "litert", "NHWC"))
-FORMATS.register("coreml", Format("coreml", ".mlpackage", ("torch2coreml",), ("fp16", "fp32"), ("fp16",), "coreml", "image"))
+                                  ("fp32", "fp16"), "litert", "NHWC", exporter="converters.formats:export_tflite",
+                                  requires=("onnx",), needs_images=True))
+FORMATS.register("coreml", Format("coreml", ".mlpackage", ("torch2coreml",), ("fp16", "fp32"), ("fp16",), "coreml", "image",
+                                  exporter="converters.formats:export_coreml", per_precision=True))
 FORMATS.register("executorch", Format("executorch", ".pte", ("torch2executorch",), ("fp32",), ("fp32",), "executorch",
                                       "NCHW", exporter="converters.torch2executorch:export_format"))
+
+DEFAULT_EXPORT = ("onnx", "tflite", "coreml")  # what `edgederm export` makes without --to, in this order
 
 
 def handler(route: str):

@@ -18,6 +18,7 @@ import numpy as np
 from converters.common import atomic_output, versions
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest, TensorSpec
+from edgederm.tasks import task_of
 
 
 def _opset(model) -> int:
@@ -74,7 +75,7 @@ def adapt_graph(model, adapter, task: str, path: Path) -> None:
         lesion = op("Slice", [y, const("ls", [c]), const("le", [c + 1]), axis], "lesion")
         background = op("Slice", [y, const("bs", [1 - c]), const("be", [2 - c]), axis], "background")
         y = op("Sub", [lesion, background], "lesion_minus_background")
-    out = "logits" if task == "classification" else "mask_logits"
+    out = task_of(task).output_name
     nodes.append(helper.make_node("Identity", [y], [out], name="edgederm_output"))
     g.node.extend(nodes)
     g.initializer.extend(inits)
@@ -144,11 +145,10 @@ def convert(model, manifest: Manifest, out_path: Path, *, dynamic_batch: bool = 
     with atomic_output(Path(out_path)) as tmp:
         onnx.save(proto, str(tmp))
     h, w = manifest.preprocessing.input_size
-    classify = manifest.task == "classification"
-    out = [1, len(manifest.classes)] if classify else [1, 1, h, w]
+    task = task_of(manifest.task)
+    out = task.output_shape(manifest.classes, h, w)
     return Artifact(name=name, path=str(out_path), format="onnx", precision="fp32",
                     inputs=[TensorSpec("input", [1, 3, h, w], "float32", "NCHW")],
-                    outputs=[TensorSpec("logits" if classify else "mask_logits", out, "float32",
-                                        "NC" if classify else "NCHW")],
+                    outputs=[TensorSpec(task.output_name, out, "float32", "NC" if len(out) == 2 else "NCHW")],
                     converter=f"onnx2onnx (the user's ONNX file, opset {_opset(proto)}, adapted: {model.adapter.kind})",
                     tool_versions=versions("onnx"), notes=[f"source: {Path(model.onnx_path).name} (an ONNX file)"])

@@ -64,7 +64,7 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
     out = workdir / "onnx2tf_out"
     # onnx2tf rewrites its input in place (onnxsim, three passes): give it a copy, or the exported
     # model.onnx would no longer match the sha256 the manifest recorded. The copy's node and tensor
-    # names are made safe for TensorFlow (converters.tfnames).
+    # names are made safe for TensorFlow (converters.tfnames), its Erfs spelled in builtin ops (converters.erf_builtin).
     private = workdir / Path(onnx_path).name  # same stem: output names derive from it
     tf_safe_copy(Path(onnx_path), private)
     args = {"input_onnx_file_path": str(private), "output_folder_path": str(out),
@@ -77,13 +77,15 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample: np.ndarray, extra: dict 
 
 
 def tf_safe_copy(onnx_path: Path, private: Path) -> None:
-    """Copy ``onnx_path`` to ``private`` with every node/tensor name TensorFlow accepts (see converters.tfnames)."""
+    """Copy ``onnx_path`` to ``private`` ready for onnx2tf: every ``Erf`` in TFLite builtin operators
+    (converters.erf_builtin), every node/tensor name one TensorFlow accepts (converters.tfnames)."""
     import onnx
 
+    from converters.erf_builtin import replace_erf
     from converters.tfnames import make_tf_safe
 
     model = onnx.load(str(onnx_path))  # external weights, if any, are folded into the private copy
-    if make_tf_safe(model):
+    if replace_erf(model) + make_tf_safe(model):
         onnx.save(model, str(private))
     else:
         shutil.copyfile(onnx_path, private)
@@ -180,7 +182,7 @@ def _describe(path: Path, manifest: Manifest, precision: str, h: int, w: int, na
         if flex:
             raise EdgeDermError(f"{manifest.model['name']}: operator {', '.join(f[4:] for f in flex)} became the Select "
                                 f"TensorFlow op {', '.join(flex)} in TFLite, which LiteRT does not run; workaround: "
-                                "replace it in the model (e.g. GELU tanh approximation for Erf)") from None
+                                "replace it in the model with builtin operators") from None
         raise EdgeDermError(f"{path.name}: LiteRT cannot load the converted file ({str(e)[:160]})") from None
     interp = runner.interpreter
     ins = [TensorSpec(d["name"], [int(v) for v in d["shape"]], np.dtype(d["dtype"]).name, "NHWC",

@@ -7,6 +7,10 @@ one number for all channels and ImageNet's std differs per channel, so the Image
 and divides by the per-channel std; the result equals the PyTorch original's input exactly.
 Classifiers get ``ClassifierConfig`` labels and a softmax, so Vision returns
 ``VNClassificationObservation`` with probabilities; segmenters return the mask logits.
+
+The graph is captured with ``torch.jit.trace``; when coremltools cannot convert the traced graph,
+with ``torch.export`` instead, and the artifact's ``converter`` names the capture used. What
+coremltools 9.0 itself gets wrong is fixed once in ``converters.coreml_fixes``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from converters.common import atomic_output, unsupported_op_error, versions
 from converters.tracing import frozen_parameters
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Artifact, Manifest, TensorSpec
+from edgederm.tasks import task_of
 
 MINIMUM_TARGET = "iOS16"  # mlprogram with fp16 compute; iOS 16 / macOS 13 and newer
 LICENSE = "Model weights: see the model card; training data HAM10000 / ISIC 2018 (CC BY-NC): non-commercial research"
@@ -27,7 +32,7 @@ def _wrapped(model, manifest: Manifest):
 
     mean = torch.tensor(manifest.preprocessing.mean).view(1, 3, 1, 1)
     std = torch.tensor(manifest.preprocessing.std).view(1, 3, 1, 1)
-    classify = manifest.task == "classification"
+    classify = task_of(manifest.task).has_class_labels  # class scores leave as probabilities for Vision
 
     class Deployed(torch.nn.Module):
         def __init__(self):
@@ -43,42 +48,66 @@ def _wrapped(model, manifest: Manifest):
     return Deployed().eval()
 
 
-def _register_alias_as_noop() -> None:
-    """Teach coremltools ``aten::alias``: a view of the whole tensor, which an exported program's module
-    emits for a full-range slice (timm GhostNet's ``out[:, :out_chs]``). coremltools 9 treats
-    ``alias_copy``, ``clone`` and ``detach`` as no-ops but has no entry for ``alias`` ("operator alias
-    cannot be converted to Core ML"); it gets the same no-op, once."""
-    from coremltools.converters.mil.frontend.torch import ops
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+def _from_trace(ct, wrapped, example, options: dict):
+    """Core ML from ``torch.jit.trace``: the route every zoo model takes."""
+    import torch
 
-    if _TORCH_OPS_REGISTRY.get_func("alias") is None:
-        _TORCH_OPS_REGISTRY.set_func_by_name(ops.noop, "alias")
+    with frozen_parameters(wrapped):  # an exported program's parameters (converters.tracing)
+        return ct.convert(torch.jit.trace(wrapped, example), **options)  # the traced constants are used here
+
+
+def _from_export(ct, wrapped, example, options: dict):
+    """Core ML from ``torch.export``'s program (ATen ops, shapes already folded): the fallback when a
+    traced graph trips a coremltools op converter."""
+    import torch
+
+    with frozen_parameters(wrapped):
+        program = torch.export.export(wrapped, (example,)).run_decompositions({})
+    return ct.convert(program, **options)
+
+
+CAPTURES = {"jit.trace": _from_trace, "torch.export": _from_export}  # how the graph is captured, tried in order
+
+
+def _convert_first(ct, wrapped, example, options: dict, model_name: str):
+    """(mlmodel, capture, notes) from the first of ``CAPTURES`` that converts; the first one's error, as
+    one line, when none does."""
+    first = None
+    for capture, fn in CAPTURES.items():
+        try:
+            mlmodel = fn(ct, wrapped, example, options)
+        except Exception as e:  # noqa: BLE001 - every converter error becomes one line below
+            first = first or e
+            continue
+        why = (str(first).strip().splitlines() or [""])[0][:120] if first else ""
+        notes = [f"{next(iter(CAPTURES))} capture failed in coremltools ({type(first).__name__}: {why}); "
+                 f"converted from the {capture} program"] if first else []
+        return mlmodel, capture, notes
+    raise unsupported_op_error(first, "Core ML", model_name) from None
 
 
 def convert(model, manifest: Manifest, out_path: Path, precision: str = "fp16") -> Artifact:
     import coremltools as ct
     import torch
 
+    from converters import coreml_fixes
+
     if precision not in ("fp16", "fp32"):
         raise EdgeDermError(f"torch2coreml makes fp16 or fp32, not {precision!r}")
     h, w = manifest.preprocessing.input_size
-    classify = manifest.task == "classification"
+    task = task_of(manifest.task)
+    classify = task.has_class_labels
     wrapped = _wrapped(model.eval(), manifest)
-    example = torch.rand(1, 3, h, w)
-    _register_alias_as_noop()
-    try:
-        with frozen_parameters(wrapped):  # an exported program's parameters (converters.tracing)
-            traced = torch.jit.trace(wrapped, example)
-            mlmodel = ct.convert(
-                traced, convert_to="mlprogram",
-                inputs=[ct.ImageType(name="image", shape=(1, 3, h, w), scale=1.0 / 255.0, bias=[0.0, 0.0, 0.0],
-                                     color_layout=ct.colorlayout.RGB)],
-                outputs=None if classify else [ct.TensorType(name="mask_logits")],
-                classifier_config=ct.ClassifierConfig(manifest.classes) if classify else None,
-                compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-                minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET))
-    except Exception as e:
-        raise unsupported_op_error(e, "Core ML", manifest.model["name"]) from None
+    coreml_fixes.register()
+    options = dict(
+        convert_to="mlprogram",
+        inputs=[ct.ImageType(name="image", shape=(1, 3, h, w), scale=1.0 / 255.0, bias=[0.0, 0.0, 0.0],
+                             color_layout=ct.colorlayout.RGB)],
+        outputs=None if classify else [ct.TensorType(name=task.output_name)],
+        classifier_config=ct.ClassifierConfig(manifest.classes) if classify else None,
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET))
+    mlmodel, capture, notes = _convert_first(ct, wrapped, torch.rand(1, 3, h, w), options, manifest.model["name"])
     mlmodel.short_description = (f"EdgeDerm {manifest.model['name']} ({manifest.task}); not a diagnosis. "
                                  + manifest.output["meaning"])
     mlmodel.author = "EdgeDerm"
@@ -90,16 +119,16 @@ def convert(model, manifest: Manifest, out_path: Path, precision: str = "fp16") 
     with atomic_output(Path(out_path)) as tmp:
         mlmodel.save(str(tmp))
     spec = mlmodel.get_spec()
-    outputs = [TensorSpec(o.name, [1, len(manifest.classes)] if classify else [1, 1, h, w],
+    outputs = [TensorSpec(o.name, task.output_shape(manifest.classes, h, w),
                           "dict" if o.type.WhichOneof("Type") == "dictionaryType" else "float32",
                           "NC" if classify else "NCHW") for o in spec.description.output]
     return Artifact(name=f"coreml_{precision}", path=str(out_path), format="coreml", precision=precision,
                     inputs=[TensorSpec("image", [1, h, w, 3], "uint8", "image RGB")], outputs=outputs,
-                    converter=f"torch2coreml (jit.trace, mlprogram, {MINIMUM_TARGET})",
+                    converter=f"torch2coreml ({capture}, mlprogram, {MINIMUM_TARGET})",
                     tool_versions=versions("coremltools", "torch"),
-                    notes=["normalisation (mean/std) is inside the model; feed 0..255 RGB pixels",
-                           "classifier outputs are softmax probabilities (classLabel + classLabel_probs)"
-                           if classify else "output: mask logits, sigmoid > 0.5 marks lesion"])
+                    notes=notes + ["normalisation (mean/std) is inside the model; feed 0..255 RGB pixels",
+                                   "classifier outputs are softmax probabilities (classLabel + classLabel_probs)"
+                                   if classify else "output: mask logits, sigmoid > 0.5 marks lesion"])
 
 
 def inspect(path: Path) -> dict:

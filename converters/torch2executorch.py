@@ -18,6 +18,7 @@ from pathlib import Path
 
 from converters.common import atomic_output, unsupported_op_error, versions
 from edgederm.manifest import Artifact, Manifest, TensorSpec
+from edgederm.tasks import task_of
 
 BACKENDS = ("xnnpack",)
 
@@ -35,10 +36,6 @@ def quiet_torch_logs():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-
-
-def output_name(manifest: Manifest) -> str:
-    return "logits" if manifest.task == "classification" else "mask_logits"
 
 
 def delegation(edge) -> dict:
@@ -88,7 +85,8 @@ def export_program(model, manifest: Manifest):
 
 def artifact(manifest: Manifest, out_path: Path, precision: str, coverage: dict, converter: str) -> Artifact:
     h, w = manifest.preprocessing.input_size
-    out_shape = [1, len(manifest.classes)] if manifest.task == "classification" else [1, 1, h, w]
+    task = task_of(manifest.task)
+    out_shape = task.output_shape(manifest.classes, h, w)
     notes = ["input: normalised float32 NCHW (the manifest's mean/std); runs with executorch.runtime or the "
              "ExecuTorch Android/iOS Module API"]
     if coverage.get("portable_nodes"):
@@ -96,7 +94,7 @@ def artifact(manifest: Manifest, out_path: Path, precision: str, coverage: dict,
         notes.append(f"{coverage['portable_nodes']} node(s) not delegated to XNNPACK (portable kernels): {ops}")
     a = Artifact(name=f"executorch_{precision}", path=str(out_path), format="executorch", precision=precision,
                  inputs=[TensorSpec("input", [1, 3, h, w], "float32", "NCHW")],
-                 outputs=[TensorSpec(output_name(manifest), out_shape, "float32",
+                 outputs=[TensorSpec(task.output_name, out_shape, "float32",
                                      "NC" if len(out_shape) == 2 else "NCHW")],
                  converter=converter, tool_versions=versions("executorch", "torch", "torchao"), notes=notes,
                  delegation=coverage)

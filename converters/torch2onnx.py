@@ -16,12 +16,9 @@ from pathlib import Path
 from converters.common import atomic_output, unsupported_op_error, versions
 from converters.tracing import frozen_parameters
 from edgederm.manifest import Artifact, Manifest, TensorSpec
+from edgederm.tasks import task_of
 
 OPSET = 17
-
-
-def _output_name(manifest: Manifest) -> str:
-    return "logits" if manifest.task == "classification" else "mask_logits"
 
 
 def metadata(manifest: Manifest) -> dict[str, str]:
@@ -56,7 +53,8 @@ def convert(model, manifest: Manifest, out_path: Path, *, dynamic_batch: bool = 
     model = model.eval()
     h, w = manifest.preprocessing.input_size
     x = torch.randn(1, 3, h, w)
-    output = _output_name(manifest)
+    task = task_of(manifest.task)
+    output = task.output_name
     notes = []
     with atomic_output(Path(out_path)) as tmp:
         try:
@@ -83,11 +81,11 @@ def convert(model, manifest: Manifest, out_path: Path, *, dynamic_batch: bool = 
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), OPSET)
-    out_shape = [1, len(manifest.classes)] if manifest.task == "classification" else [1, 1, h, w]
     batch = "batch" if dynamic_batch else 1
+    out_shape = task.output_shape(manifest.classes, h, w, batch)
     return Artifact(
         name=name, path=str(out_path), format="onnx", precision="fp32",
         inputs=[TensorSpec("input", [batch, 3, h, w], "float32", "NCHW")],
-        outputs=[TensorSpec(output, [batch] + out_shape[1:], "float32", "NC" if len(out_shape) == 2 else "NCHW")],
+        outputs=[TensorSpec(output, out_shape, "float32", "NC" if len(out_shape) == 2 else "NCHW")],
         converter=f"torch2onnx ({exporter}, opset {opset}{', onnxslim' if simplify else ''})",
         tool_versions=versions("torch", "onnx", "onnxslim"), notes=notes)

@@ -8,19 +8,19 @@ An artifact whose sha256 differs from the manifest is never run: its row fails w
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from device_bench import __version__, decision, environment, metrics, placement, tensorrt
+from device_bench import __version__, environment, placement, tensorrt
 from device_bench.bundle import Bundle, artifact_input, ids_fingerprint
 from device_bench.console import say
 from device_bench.errors import DeviceBenchError
 from device_bench.results import Results
 from device_bench.runners import RunnerUnavailable, open_runner
+from device_bench.tasks import device_task
 from device_bench.timing import measure
 
 RUNTIMES = ("onnxruntime", "litert", "coreml", "tensorrt", "executorch")
@@ -29,7 +29,9 @@ COMPUTE_UNITS = ("cpu", "gpu", "ane")
 
 
 @dataclass
-class BenchConfig:
+class DeviceBenchConfig:
+    """What ``python -m device_bench run`` measures (its flags, checked here)."""
+
     threads: list[int] = field(default_factory=lambda: [1, 4])
     runtimes: list[str] | None = None  # None: every runtime found; named ones that are absent give skipped rows
     artifacts: list[str] | None = None
@@ -56,7 +58,7 @@ class BenchConfig:
 
 
 @dataclass
-class Job:
+class RunnerJob:
     """One way to run one artifact: runner name, its options, the provider label and the thread counts."""
 
     artifact: dict
@@ -83,7 +85,7 @@ def _ort_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def plan(bundle: Bundle, config: BenchConfig) -> tuple[list[Job], list[dict]]:
+def plan(bundle: Bundle, config: DeviceBenchConfig) -> tuple[list[RunnerJob], list[dict]]:
     """The jobs to run and the rows skipped up front (runtime missing, artifact filtered)."""
     wanted = set(config.runtimes or RUNTIMES)
     jobs, skipped = [], []
@@ -106,18 +108,19 @@ def plan(bundle: Bundle, config: BenchConfig) -> tuple[list[Job], list[dict]]:
                 skip(a, "onnxruntime", "onnxruntime is not installed here (pip install onnxruntime, "
                                        "or onnxruntime-gpu / the Jetson wheel for CUDA and TensorRT)")
             else:
-                jobs.append(Job(a, "onnxruntime", "CPUExecutionProvider", {"providers": ["CPUExecutionProvider"]},
-                                list(config.threads)))
+                jobs.append(RunnerJob(a, "onnxruntime", "CPUExecutionProvider",
+                                      {"providers": ["CPUExecutionProvider"]}, list(config.threads)))
                 for p in ORT_GPU_PROVIDERS:
                     if p in providers:
                         chain = list(ORT_GPU_PROVIDERS[ORT_GPU_PROVIDERS.index(p):]) + ["CPUExecutionProvider"]
-                        jobs.append(Job(a, "onnxruntime", p, {"providers": [c for c in chain if c in providers]}, [None]))
+                        jobs.append(RunnerJob(a, "onnxruntime", p,
+                                              {"providers": [c for c in chain if c in providers]}, [None]))
         if fmt == "onnx" and "tensorrt" in wanted:
             if _importable("tensorrt"):  # the Python API: engines with accuracy; trtexec is the fallback
                 from device_bench.runners.tensorrt_runner import select
 
                 trt_jobs, trt_skips = select([a], config.trt_precisions)
-                jobs += [Job(x, "tensorrt", f"TensorRT {p}", {"precision": p, "sha256": x.get("sha256")}, [None])
+                jobs += [RunnerJob(x, "tensorrt", f"TensorRT {p}", {"precision": p, "sha256": x.get("sha256")}, [None])
                          for x, p in trt_jobs]
                 for x, reason in trt_skips:
                     skip(x, "tensorrt", reason)
@@ -126,17 +129,17 @@ def plan(bundle: Bundle, config: BenchConfig) -> tuple[list[Job], list[dict]]:
                                     "requirements-gpu.txt; JetPack: python3-libnvinfer, /usr/src/tensorrt/bin/trtexec)")
         if fmt == "tflite" and "litert" in wanted:
             if _importable("ai_edge_litert") or _importable("tflite_runtime"):
-                jobs.append(Job(a, "litert", "XNNPACK", {"xnnpack": True}, list(config.threads)))
+                jobs.append(RunnerJob(a, "litert", "XNNPACK", {"xnnpack": True}, list(config.threads)))
             else:
                 skip(a, "litert", "neither ai-edge-litert nor tflite-runtime is installed (pip install ai-edge-litert)")
         if fmt == "executorch" and "executorch" in wanted:
             if _importable("executorch"):
-                jobs.append(Job(a, "executorch", "XNNPACK", {}, list(config.threads)))
+                jobs.append(RunnerJob(a, "executorch", "XNNPACK", {}, list(config.threads)))
             else:
                 skip(a, "executorch", "executorch is not installed (pip install executorch)")
         if fmt == "coreml" and "coreml" in wanted:
             for unit in config.compute_units:
-                jobs.append(Job(a, "coreml", unit, {"compute_units": unit}, [None]))
+                jobs.append(RunnerJob(a, "coreml", unit, {"compute_units": unit}, [None]))
     return jobs, skipped
 
 
@@ -151,34 +154,14 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _to_nchw_masks(artifact: dict, y: np.ndarray) -> np.ndarray:
-    if artifact["outputs"][0].get("layout") == "NHWC":
-        y = np.moveaxis(y, -1, 1)
-    return y.reshape(len(y), -1, *y.shape[-2:])[:, 0]
-
-
 def evaluate(bundle: Bundle, artifact: dict, runner, x: np.ndarray, n_boot: int) -> tuple[dict, dict]:
-    """(metrics, per_image) of ``runner`` on the bundled images, one image at a time (static batch 1)."""
-    ev = bundle.eval
+    """(metrics, per_image) of ``runner`` on the bundled images, one image at a time (static batch 1),
+    scored the way the bundle's task says (``device_bench.tasks``)."""
     outs = np.concatenate([np.asarray(runner(x[i:i + 1]), dtype=np.float32) for i in range(len(x))])
-    if bundle.task == "classification":
-        output = bundle.manifest.get("output", {})
-        probs = outs.reshape(len(x), -1).astype(np.float64)
-        if artifact["format"] == "coreml":  # Core ML classifiers already give probabilities: back to logits
-            probs = np.log(np.clip(probs, 1e-30, None))
-        probs = decision.softmax(probs, decision.temperature_of(output))  # the manifest's temperature, if any
-        m = metrics.classification_metrics(ev.labels, probs, ev.classes, n_boot=n_boot)
-        m.update(decision.decision_metrics(ev.labels, probs, ev.classes, decision.rules_of(output), n_boot=n_boot))
-        return m, {"ids": ev.ids, "probs": probs.astype(np.float64).round(7).tolist()}
-    t = float(bundle.manifest.get("output", {}).get("threshold", 0.5))
-    logits = _to_nchw_masks(artifact, outs)
-    pred = logits > math.log(t / (1 - t))  # sigmoid(logit) > t
-    dice, jaccard = metrics.per_image_overlap(pred, ev.masks)
-    m = metrics.segmentation_scores(dice, jaccard, n_boot=n_boot)
-    return m, {"ids": ev.ids, "dice": dice.tolist(), "jaccard": jaccard.tolist()}
+    return device_task(bundle.task).score(bundle.eval, artifact, outs, bundle.manifest.get("output", {}), n_boot)
 
 
-def _placement(job: Job, runner, path: Path, x1: np.ndarray, threads):
+def _placement(job: RunnerJob, runner, path: Path, x1: np.ndarray, threads):
     try:
         if job.runtime == "litert":
             return placement.litert_placement(runner.interpreter)
@@ -191,7 +174,7 @@ def _placement(job: Job, runner, path: Path, x1: np.ndarray, threads):
     return None
 
 
-def run_job(bundle: Bundle, job: Job, config: BenchConfig, device: str, x: np.ndarray, log) -> list[dict]:
+def run_job(bundle: Bundle, job: RunnerJob, config: DeviceBenchConfig, device: str, x: np.ndarray, log) -> list[dict]:
     rows, accuracy, acc_threads = [], None, None
     path = bundle.artifact_path(job.artifact)
     for threads in job.threads:
@@ -254,7 +237,7 @@ def data_record(bundle: Bundle) -> dict:
             "input_size": info.get("input_size")}
 
 
-def run(bundle: Bundle, config: BenchConfig, engines_dir: Path | None = None) -> Results:
+def run(bundle: Bundle, config: DeviceBenchConfig, engines_dir: Path | None = None) -> Results:
     log = (lambda msg: None) if config.quiet else (lambda msg: say(f"device_bench: {msg}"))
     if config.images:
         ev = bundle.eval

@@ -22,6 +22,7 @@ import numpy as np
 
 from device_bench.errors import DeviceBenchError
 from device_bench.integrity import IntegrityError, contained, proven
+from device_bench.tasks import device_task
 
 MANIFEST = "manifest.json"
 IMAGES = "eval/images.npz"
@@ -135,13 +136,14 @@ def load_eval(root: Path, manifest: dict) -> EvalSet:
     classes = list(manifest["model"]["classes"])
     if info.get("task", task) != task or list(info.get("classes", classes)) != classes:
         raise DeviceBenchError(f"{LABELS} names another task or other classes than {MANIFEST}: make the bundle again")
+    spec = device_task(task)
     labels = None
-    if task == "classification":
+    if spec.has_class_labels:
         labels = np.asarray(info.get("labels", []), np.int64)
         if len(labels) != len(images) or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
             raise DeviceBenchError(f"{LABELS} holds {len(labels)} labels for {len(images)} images, or labels outside "
                                    f"the {len(classes)} classes: make the bundle again")
-    if task == "segmentation" and (masks is None or masks.shape[:3] != images.shape[:3]):
+    if spec.needs_masks and (masks is None or masks.shape[:3] != images.shape[:3]):
         raise DeviceBenchError(f"{IMAGES} has no masks of the images' size for a segmentation model: make the bundle again")
     return EvalSet(task, classes, ids, images, labels, masks,
                    {k: v for k, v in info.items() if k not in ("ids", "labels")})

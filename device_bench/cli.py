@@ -54,12 +54,13 @@ def cmd_run(args) -> int:
     from device_bench import bundle as bundle_io
 
     b = bundle_io.load(args.bundle)
-    config = bench.BenchConfig(threads=list(args.threads), runtimes=_csv(args.runtime) if args.runtime else None,
-                               artifacts=_csv(args.artifact) if args.artifact else None,
-                               compute_units=_csv(args.compute_units), trt_precisions=_csv(args.trt_precisions),
-                               warmup=args.warmup, runs=args.runs, max_seconds=args.max_seconds,
-                               n_boot=args.bootstrap, images=args.images, device=args.device,
-                               placement=not args.no_placement, quiet=args.quiet)
+    config = bench.DeviceBenchConfig(threads=list(args.threads),
+                                     runtimes=_csv(args.runtime) if args.runtime else None,
+                                     artifacts=_csv(args.artifact) if args.artifact else None,
+                                     compute_units=_csv(args.compute_units), trt_precisions=_csv(args.trt_precisions),
+                                     warmup=args.warmup, runs=args.runs, max_seconds=args.max_seconds,
+                                     n_boot=args.bootstrap, images=args.images, device=args.device,
+                                     placement=not args.no_placement, quiet=args.quiet)
     results = bench.run(b, config, engines_dir=Path(args.engines) if args.engines else None)
     out = results.save(Path(args.out) if args.out else b.root / "results.json")
     print(table(results.rows))

@@ -17,7 +17,7 @@ import numpy as np
 from device_bench.errors import DeviceBenchError
 from device_bench.metrics import bootstrap_ci, estimate, with_ci
 
-TARGETS = ("specificity", "sensitivity")
+RULE_TARGETS = ("specificity", "sensitivity")  # what an operating point's threshold is fitted to meet
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -69,7 +69,7 @@ def fit_threshold(positive: np.ndarray, score: np.ndarray, target: dict) -> floa
         sens = 1.0 - np.searchsorted(pos, cuts, side="left") / len(pos)  # share of positives >= t
         ok = np.flatnonzero(sens >= value - 1e-12)
         return float(cuts[ok[-1]]) if len(ok) else float(cuts[0])
-    raise DeviceBenchError(f"operating point target {kind!r} is not one of {', '.join(TARGETS)}")
+    raise DeviceBenchError(f"operating point target {kind!r} is not one of {', '.join(RULE_TARGETS)}")
 
 
 def rule_figures(y: np.ndarray, prob: np.ndarray, classes: list[str], rule: dict, n_boot: int = 1000,

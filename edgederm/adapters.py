@@ -30,8 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgederm.errors import EdgeDermError
+from edgederm.tasks import task_of
 
-CLASSIFIER_KINDS = ("logits", "probabilities")
+CLASSIFIER_KINDS = ("logits", "probabilities")  # a task with class labels: one score per class
 MASK_KINDS = ("mask_logit", "mask_probability", "two_class_logits", "two_class_probabilities")
 EPS = 1e-4  # smallest probability kept: an fp16 normal number (fp16 artifacts clamp the same)
 MASK_HIGH = 1.0 - 1e-3  # a mask probability's upper clamp: 1 - 1e-7 would round to 1 in fp16
@@ -62,7 +63,7 @@ def parse_adapter(meta: dict, where: str = "--meta") -> OutputAdapter:
         raise EdgeDermError(f"{where}: output has unknown field(s) {', '.join(unknown)}; known: key, index, kind, "
                             "lesion_channel")
     task = meta.get("task", "classification")
-    kinds = CLASSIFIER_KINDS if task == "classification" else MASK_KINDS
+    kinds = CLASSIFIER_KINDS if task_of(task).has_class_labels else MASK_KINDS
     kind = spec.get("kind", kinds[0])
     if kind not in kinds:
         raise EdgeDermError(f"{where}: output.kind {kind!r} is not one of {', '.join(kinds)} for a {task} model")

@@ -20,10 +20,13 @@ import numpy as np
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Manifest
 from edgederm.paths import safe_name
+from edgederm.tasks import task_of
 
 
 @dataclass(frozen=True)
-class Target:
+class BundleTarget:
+    """A kind of device a bundle is made for: which artifacts go in, and how to run them there."""
+
     name: str
     formats: tuple[str, ...]  # artifact formats that go in, in this order
     device: str
@@ -31,21 +34,21 @@ class Target:
     run_flags: str = ""
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("jetson", ("onnx",), "NVIDIA Jetson (JetPack 6)",
+BUNDLE_TARGETS: dict[str, BundleTarget] = {t.name: t for t in (
+    BundleTarget("jetson", ("onnx",), "NVIDIA Jetson (JetPack 6)",
            "sudo nvpmodel -m 0 && sudo jetson_clocks       # a fixed power mode; recorded in results.json either way\n"
            "export PATH=$PATH:/usr/src/tensorrt/bin         # trtexec (JetPack): the latency-only fallback\n"
            "sudo apt install python3-libnvinfer             # TensorRT's Python API: engines with accuracy\n"
            "python3 -m pip install --user numpy cuda-python onnxruntime # or NVIDIA's onnxruntime-gpu wheel for Jetson (CUDA + TensorRT providers)",
            "--threads 1,4 --runtime tensorrt,onnxruntime --trt-precisions fp32,fp16,int8"),
-    Target("android", ("tflite", "executorch"), "Android phone (adb)", ""),
-    Target("rpi", ("tflite", "onnx"), "Raspberry Pi 4/5 (64-bit Raspberry Pi OS)",
+    BundleTarget("android", ("tflite", "executorch"), "Android phone (adb)", ""),
+    BundleTarget("rpi", ("tflite", "onnx"), "Raspberry Pi 4/5 (64-bit Raspberry Pi OS)",
            "python3 -m venv ~/edgederm-venv && . ~/edgederm-venv/bin/activate\n"
            "pip install numpy ai-edge-litert onnxruntime", "--threads 1,4"),
-    Target("macos", ("coreml", "tflite", "onnx"), "Mac (Apple silicon or Intel)",
+    BundleTarget("macos", ("coreml", "tflite", "onnx"), "Mac (Apple silicon or Intel)",
            "python3 -m venv ~/edgederm-venv && . ~/edgederm-venv/bin/activate\n"
            "pip install numpy pillow coremltools ai-edge-litert onnxruntime", "--threads 1,4 --compute-units cpu,gpu,ane"),
-    Target("ios", ("coreml", "executorch"), "iPhone / iPad (Core ML, ExecuTorch)", ""),
+    BundleTarget("ios", ("coreml", "executorch"), "iPhone / iPad (Core ML, ExecuTorch)", ""),
 )}
 
 
@@ -57,7 +60,7 @@ class BundleOutcome:
     images: int
 
 
-def select_artifacts(manifest: Manifest, target: Target, export_folder: Path):
+def select_artifacts(manifest: Manifest, target: BundleTarget, export_folder: Path):
     chosen = [a for fmt in target.formats for a in manifest.artifacts if a.format == fmt]
     if not chosen:
         have = ", ".join(sorted({a.format for a in manifest.artifacts})) or "none"
@@ -83,7 +86,7 @@ def eval_set(manifest: Manifest, data_root, n: int):
             f"{len(ds.samples)})", "images": len(arrays), "input_size": list(manifest.preprocessing.input_size),
             "image_format": "uint8 RGB [N, H, W, 3] at the input size, resized by the manifest's preprocessing",
             "ids": list(arrays.ids)}
-    if manifest.task == "classification":
+    if task_of(manifest.task).has_class_labels:
         info["labels"] = [int(v) for v in arrays.targets]
     else:
         info["mask_format"] = "uint8 [N, H, W], 1 = lesion"
@@ -100,7 +103,7 @@ def _copy_runner(dest: Path) -> None:
         shutil.copy2(f, target)
 
 
-def readme(target: Target, name: str, manifest: Manifest, artifacts, n: int) -> str:
+def readme(target: BundleTarget, name: str, manifest: Manifest, artifacts, n: int) -> str:
     folder = f"{name}-{target.name}"
     lines = [f"# {name} on {target.device}", "",
              f"Bundle made by EdgeDerm for `--target {target.name}`: {manifest.task} model `{manifest.model.get('architecture')}`, "
@@ -135,7 +138,7 @@ def readme(target: Target, name: str, manifest: Manifest, artifacts, n: int) -> 
         lines += ["## Run", "", "There is no Python on iOS. Latency and per-op compute-unit placement on the phone: "
                   f"open `{artifacts[0].path}` in Xcode 15+, Performance tab, pick the connected device. Accuracy of "
                   "the same file on these images (same Core ML compute units) on a Mac:", "", "```bash",
-                  f"tar xzf {folder}.tar.gz && cd {folder}", TARGETS['macos'].setup,
+                  f"tar xzf {folder}.tar.gz && cd {folder}", BUNDLE_TARGETS['macos'].setup,
                   "python3 -m device_bench run . --compute-units cpu,gpu,ane --out results.json", "```", ""]
     if target.name in ("android", "ios") and any(a.format == "coreml" or a.format == "tflite" for a in artifacts):
         lines += executorch_lines(artifacts)
@@ -148,11 +151,11 @@ def readme(target: Target, name: str, manifest: Manifest, artifacts, n: int) -> 
 def make_bundle(export_folder, target: str, out=None, n_images: int = 200, data_root=None) -> BundleOutcome:
     from device_bench.integrity import sha256_file, write_json
 
-    if target not in TARGETS:
-        raise EdgeDermError(f"--target {target!r} is unknown: use one of {', '.join(TARGETS)}")
+    if target not in BUNDLE_TARGETS:
+        raise EdgeDermError(f"--target {target!r} is unknown: use one of {', '.join(BUNDLE_TARGETS)}")
     if n_images < 2:
         raise EdgeDermError(f"--images {n_images} is too few: use at least 2 (default 200)")
-    t = TARGETS[target]
+    t = BUNDLE_TARGETS[target]
     export_folder = Path(export_folder)
     manifest = Manifest.load(export_folder)
     export_folder = export_folder if export_folder.is_dir() else export_folder.parent
@@ -175,7 +178,7 @@ def make_bundle(export_folder, target: str, out=None, n_images: int = 200, data_
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
         payload = {"images": arrays.images}
-        if manifest.task == "segmentation":
+        if not task_of(manifest.task).has_class_labels:  # per-pixel targets travel as masks
             payload["masks"] = arrays.targets.astype(np.uint8)
         np.savez_compressed(tmp / "eval" / "images.npz", **payload)
         info["npz_sha256"] = sha256_file(tmp / "eval" / "images.npz")

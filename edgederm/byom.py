@@ -27,6 +27,7 @@ from pathlib import Path
 from edgederm.checkpoint import ModelCard, read_state_dict
 from edgederm.errors import EdgeDermError
 from edgederm.preprocessing import Preprocessing
+from edgederm.tasks import TASKS, task_of
 
 
 def _program_module_class():
@@ -92,8 +93,8 @@ def _checked_meta(meta, where: str) -> dict:
     missing = [k for k in ("task", "classes") if k not in meta]
     if missing:
         raise EdgeDermError(f"{where} lacks {', '.join(missing)}")
-    if meta["task"] not in ("classification", "segmentation"):
-        raise EdgeDermError(f"{where}: task must be classification or segmentation, not {meta['task']!r}")
+    if meta["task"] not in TASKS:
+        raise EdgeDermError(f"{where}: task must be {' or '.join(TASKS.names())}, not {meta['task']!r}")
     if not isinstance(meta["classes"], list) or not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]):
         raise EdgeDermError(f"{where}: classes must be a non-empty list of names")
     return meta
@@ -137,7 +138,7 @@ def load_foreign(source: str, meta_path=None, weights: str | None = None, trust:
     prep = Preprocessing.from_dict(meta.get("preprocessing", {}))
     card = ModelCard(architecture=f"custom:{p.name if p.suffix else source}", task=meta["task"],
                      classes=list(meta["classes"]), preprocessing=prep,
-                     data={"dataset": meta.get("dataset", "derm7" if meta["task"] == "classification" else "lesionseg")},
+                     data={"dataset": meta.get("dataset", task_of(meta["task"]).default_dataset)},
                      training={"source": str(source), "kind": kind, "meta": meta, **_weights_record(weights)})
     return model, card
 

@@ -18,6 +18,7 @@ from device_bench.integrity import dumps
 from edgederm.errors import EdgeDermError
 from edgederm.paths import atomic_path
 from edgederm.preprocessing import Preprocessing
+from edgederm.tasks import task_of
 
 CARD_VERSION = 1
 
@@ -139,7 +140,7 @@ def load_checkpoint(path: str | os.PathLike, card: ModelCard | None = None):
                             "$EDGEDERM_HOME/checkpoints/NAME.safetensors)")
     card = card or read_card(path)
     state = read_state_dict(path)
-    model = create_model(card.architecture, num_classes=len(card.classes) if card.task == "classification" else 1)
+    model = create_model(card.architecture, num_classes=task_of(card.task).output_channels(card.classes))
     if card.pruning.get("layers"):  # a pruned model: resize the zoo build's layers to the recorded shapes
         from edgederm.models.deploy import apply_pruned_shapes
 

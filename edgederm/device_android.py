@@ -105,8 +105,6 @@ def device_facts(adb: Adb) -> dict:
 
 def run_android(bundle_folder, benchmark_model, config: AndroidConfig, device: str | None = None):
     """Results (``device_bench.results`` schema) for every .tflite artifact x delegate x thread count."""
-    from device_bench.integrity import sha256_path
-    from device_bench.parsers import ParseError, benchmark_model as parser
     from device_bench.results import Results
     from edgederm.manifest import Manifest
 
@@ -134,37 +132,52 @@ def run_android(bundle_folder, benchmark_model, config: AndroidConfig, device: s
     for a in tflites:
         base = {"artifact": a.name, "format": "tflite", "precision": a.precision, "path": a.path, "sha256": a.sha256,
                 "size_bytes": a.size_bytes, "device": key, "role": "artifact"}
-        local = folder / a.path  # Manifest.load kept it inside the bundle
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", Path(a.path).name):  # it goes into an adb shell line
-            results.add({**base, "status": "failed", "reason": f"{a.path}: a file name with shell characters is not "
-                         "pushed to the phone; make the bundle again"})
-            continue
-        if not local.exists() or sha256_path(local) != a.sha256:
-            results.add({**base, "status": "failed", "reason": f"{a.path} is missing or its sha256 differs from the "
-                         "manifest: copy the bundle again"})
+        refused = refusal(folder, a)
+        if refused:
+            results.add({**base, "status": "failed", "reason": refused})
             continue
         remote = f"{REMOTE}/{Path(a.path).name}"
-        adb.push(local, remote)
+        adb.push(folder / a.path, remote)
         for delegate in config.delegates:
             for threads in config.threads:
-                tag = f"{Path(a.path).stem}_{delegate}_t{threads}"
-                args = [f"{REMOTE}/benchmark_model", f"--graph={remote}", f"--num_threads={threads}",
-                        *DELEGATE_FLAGS[delegate], f"--warmup_runs={config.warmup}", f"--num_runs={config.runs}"]
-                adb.shell(" ".join(shlex.quote(x) for x in args) + f" > {REMOTE}/{tag}.txt 2>&1 || true")
-                log = logs / f"{tag}.txt"
-                with tempfile.TemporaryDirectory() as tmp:
-                    adb.pull(f"{REMOTE}/{tag}.txt", Path(tmp) / "out.txt")
-                    shutil.copyfile(Path(tmp) / "out.txt", log)
-                try:
-                    parsed = parser.parse(log.read_text(errors="replace"), str(log))
-                except ParseError as e:
-                    results.add({**base, "runtime": "benchmark_model", "provider": delegate, "threads": threads,
-                                 "status": "failed", "reason": str(e), "log": str(log)})
-                    continue
-                row = parser.to_row(parsed, a.name, a.precision, device=key, runtime="benchmark_model (TFLite)",
-                                    path=a.path, sha256=a.sha256, size_bytes=a.size_bytes, log=str(log),
-                                    command=" ".join(args))
-                row["threads"] = row["threads"] or threads
-                row["requested_delegate"] = delegate
-                results.add(row)
+                results.add(benchmark_row(adb, a, remote, delegate, threads, config, logs, base))
     return results
+
+
+def refusal(folder: Path, artifact) -> str | None:
+    """Why an artifact is not pushed to the phone (None: it is): a shell-unsafe name, or bytes that
+    are not the manifest's."""
+    from device_bench.integrity import sha256_path
+
+    local = folder / artifact.path  # Manifest.load kept it inside the bundle
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", Path(artifact.path).name):  # it goes into an adb shell line
+        return f"{artifact.path}: a file name with shell characters is not pushed to the phone; make the bundle again"
+    if not local.exists() or sha256_path(local) != artifact.sha256:
+        return f"{artifact.path} is missing or its sha256 differs from the manifest: copy the bundle again"
+    return None
+
+
+def benchmark_row(adb: Adb, artifact, remote: str, delegate: str, threads: int, config: AndroidConfig, logs: Path,
+                  base: dict) -> dict:
+    """One ``benchmark_model`` run on the phone, its output kept in ``logs`` and parsed into a row."""
+    from device_bench.parsers import ParseError, benchmark_model as parser
+
+    tag = f"{Path(artifact.path).stem}_{delegate}_t{threads}"
+    args = [f"{REMOTE}/benchmark_model", f"--graph={remote}", f"--num_threads={threads}",
+            *DELEGATE_FLAGS[delegate], f"--warmup_runs={config.warmup}", f"--num_runs={config.runs}"]
+    adb.shell(" ".join(shlex.quote(x) for x in args) + f" > {REMOTE}/{tag}.txt 2>&1 || true")
+    log = logs / f"{tag}.txt"
+    with tempfile.TemporaryDirectory() as tmp:
+        adb.pull(f"{REMOTE}/{tag}.txt", Path(tmp) / "out.txt")
+        shutil.copyfile(Path(tmp) / "out.txt", log)
+    try:
+        parsed = parser.parse(log.read_text(errors="replace"), str(log))
+    except ParseError as e:
+        return {**base, "runtime": "benchmark_model", "provider": delegate, "threads": threads,
+                "status": "failed", "reason": str(e), "log": str(log)}
+    row = parser.to_row(parsed, artifact.name, artifact.precision, device=base["device"],
+                        runtime="benchmark_model (TFLite)", path=artifact.path, sha256=artifact.sha256,
+                        size_bytes=artifact.size_bytes, log=str(log), command=" ".join(args))
+    row["threads"] = row["threads"] or threads
+    row["requested_delegate"] = delegate
+    return row

@@ -27,7 +27,30 @@ class ExportOutcome:
     failures: list[dict] = field(default_factory=list)  # {"format", "precision", "error"}
     verify: list = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    quantized: object = None  # quantization.QuantizeOutcome when export(..., quantize=...) ran
+    quantized: object = None  # quantization.QuantizeOutcome when `edgederm export --quantize` ran
+    formats: list[str] = field(default_factory=list)  # those attempted: asked for, less what the source cannot make
+    original: object = None  # the PyTorch original the export loaded (a later stage reuses it)
+
+
+@dataclass
+class ExportPlan:
+    """What one export makes and how it checks it (``export``'s options, in one place)."""
+
+    formats: list[str]
+    coreml_precisions: tuple = ("fp16",)
+    tflite_precisions: tuple = ("fp32", "fp16")
+    verify: bool = True
+    data_root: object = None
+    n_verify: int = 128
+    gates: dict | None = None
+    dynamic_batch: bool = False
+
+    def precisions_of(self, fmt: str) -> tuple:
+        """The precisions asked for ``fmt`` (export's options), else the format's defaults."""
+        from converters import FORMATS
+
+        asked = {"coreml": self.coreml_precisions, "tflite": self.tflite_precisions}.get(fmt)
+        return tuple(asked) if asked else tuple(FORMATS.get(fmt).default_precisions)
 
 
 def parse_formats(text: str | list[str]) -> list[str]:
@@ -78,14 +101,18 @@ def check_output_folder(folder: Path, force: bool = False) -> None:
                             "or --force to write into it")
 
 
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx", "tflite", "coreml"),
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=None,
            coreml_precisions=("fp16",), tflite_precisions=("fp32", "fp16"), verify: bool = True, data_root=None,
            n_verify: int = 128, gates=None, name: str | None = None, model=None, card=None,
-           meta=None, weights=None, dynamic_batch: bool = False, quantize=None, force: bool = False,
+           meta=None, weights=None, dynamic_batch: bool = False, force: bool = False,
            trust_source: bool = False) -> ExportOutcome:
+    """Export ``checkpoint`` (or the given ``model`` and ``card``) to ``formats`` in the folder ``out``
+    and verify every artifact; a first export that fails leaves no folder behind."""
     from edgederm.byom import load_original
 
-    formats = parse_formats(list(formats))  # a typo fails before any slow work
+    from converters import DEFAULT_EXPORT
+
+    formats = parse_formats(list(formats or DEFAULT_EXPORT))  # a typo fails before any slow work
     if dynamic_batch and "tflite" in formats:
         raise EdgeDermError("--dynamic-batch goes with --to onnx only: onnx2tf and TensorRT int8 want static shapes")
     if n_verify < 1:
@@ -98,15 +125,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx
     created = not folder.exists()
     check_writable(folder)
     manifest = manifest_for(card, checkpoint, name or checkpoint.stem)
-    previous = None
-    if (folder / "manifest.json").exists() and not created:
-        try:
-            previous = Manifest.load(folder)
-        except EdgeDermError as e:  # a damaged earlier manifest: this export starts the folder afresh
-            log(f"export: the earlier manifest in {folder} is not usable ({e}); starting afresh")
+    previous = None if created else earlier_manifest(folder)
+    plan = ExportPlan(formats, tuple(coreml_precisions), tuple(tflite_precisions), verify, data_root, n_verify, gates,
+                      dynamic_batch)
     try:
-        outcome = _export_into(folder, manifest, previous, model, card, formats, coreml_precisions, tflite_precisions,
-                               verify, data_root, n_verify, gates, dynamic_batch, quantize)
+        outcome = export_into(folder, manifest, previous, model, card, plan)
     except BaseException:
         if created:  # nothing of a failed first export is left to look like one
             shutil.rmtree(folder, ignore_errors=True)
@@ -116,92 +139,127 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, formats=("onnx
     return outcome
 
 
-def _export_into(folder, manifest, previous, model, card, formats, coreml_precisions, tflite_precisions, verify,
-                 data_root, n_verify, gates, dynamic_batch, quantize) -> ExportOutcome:
-    from converters import FORMATS, exporter, handler
+def earlier_manifest(folder: Path) -> Manifest | None:
+    if not (folder / "manifest.json").exists():
+        return None
+    try:
+        return Manifest.load(folder)
+    except EdgeDermError as e:  # a damaged earlier manifest: this export starts the folder afresh
+        log(f"export: the earlier manifest in {folder} is not usable ({e}); starting afresh")
+        return None
 
+
+def export_into(folder: Path, manifest: Manifest, previous: Manifest | None, model, card,
+                plan: ExportPlan) -> ExportOutcome:
+    """Convert, verify and complete: the manifest is saved after every artifact, "incomplete" until the end."""
     if previous is not None:  # a re-export of some formats keeps the others' artifacts whose bytes still match
-        kept = [a for a in previous.artifacts if a.format not in formats and _still_there(previous, folder, a)]
-        manifest.artifacts = kept
-        if kept:
-            log(f"export: keeping {', '.join(a.name for a in kept)} from the earlier export in {folder}")
+        manifest.artifacts = [a for a in previous.artifacts if a.format not in plan.formats
+                              and _still_there(previous, folder, a)]
+        if manifest.artifacts:
+            log(f"export: keeping {', '.join(a.name for a in manifest.artifacts)} from the earlier export in {folder}")
     manifest.save(folder)  # state "incomplete" until the end: bundle, embed and bench refuse it meanwhile
-    outcome = ExportOutcome(manifest, folder)
+    outcome = ExportOutcome(manifest, folder, original=model)
     deployed, deploy_note = deployable(model, card)
     # a source form that cannot make a format says why (edgederm.model_sources: an ONNX file has no Core ML route)
-    refused = {f: why for f, why in getattr(deployed, "unsupported_formats", {}).items() if f in formats}
+    refused = {f: why for f, why in getattr(deployed, "unsupported_formats", {}).items() if f in plan.formats}
     outcome.failures += [{"format": f, "precision": "all", "error": why} for f, why in refused.items()]
-    formats = [f for f in formats if f not in refused]
+    outcome.formats = [f for f in plan.formats if f not in refused]
     images = targets = None
-    if verify or "tflite" in formats:
+    from converters import FORMATS
+
+    if plan.verify or any(FORMATS.get(f).needs_images for f in outcome.formats):  # e.g. TFLite's integer ranges
         try:
-            images, targets = verification_data(manifest, data_root, n_verify)
+            images, targets = verification_data(manifest, plan.data_root, plan.n_verify)
         except EdgeDermError:
-            if verify:
+            if plan.verify:
                 raise
-    onnx_path = folder / f"{STEM}.onnx"
+    convert_all(outcome, deployed, deploy_note, plan, images)
+    manifest.add_step("export", formats=outcome.formats, failures=outcome.failures, seconds=outcome.seconds)
+    verify_step(outcome, model, images, targets, plan)
+    _complete(manifest, folder)
+    return outcome
 
-    def attempt(fmt: str, precision: str, fn):
-        t0 = time.perf_counter()
-        log(f"export: {fmt} {precision} ...")
-        try:
-            made = fn()
-        except EdgeDermError as e:
-            outcome.failures.append({"format": fmt, "precision": precision, "error": str(e)})
-            log(f"export: {fmt} {precision} FAILED: {e}")
-            return []
-        made = made if isinstance(made, list) else [made]
-        for a in made:
-            if deploy_note:
-                a.notes.append(deploy_note)
-            record_file(a, folder)
-            manifest.put(a)
-        manifest.save(folder)
-        outcome.seconds[f"{fmt}_{precision}"] = round(time.perf_counter() - t0, 1)
-        return made
 
-    onnx_route = getattr(deployed, "onnx_route", "torch2onnx")  # an ONNX source is its own ONNX (onnx2onnx)
-    if "onnx" in formats or "tflite" in formats:
-        attempt("onnx", "fp32", lambda: handler(onnx_route)(deployed, manifest, onnx_path,
-                                                            dynamic_batch=dynamic_batch and "tflite" not in formats))
-    if "tflite" in formats:
-        if onnx_path.exists():
-            attempt("tflite", "+".join(tflite_precisions), lambda: handler("onnx2tflite")(
-                onnx_path, manifest, folder, precisions=tflite_precisions, calibration_images=images, stem=STEM))
-        else:
-            outcome.failures += [{"format": "tflite", "precision": p, "error": "needs the ONNX file, whose export failed"}
-                                 for p in tflite_precisions]
-    if "coreml" in formats:
-        for p in coreml_precisions:
-            attempt("coreml", p, lambda p=p: handler("torch2coreml")(deployed, manifest, folder / f"{STEM}_{p}.mlpackage", p))
-    for fmt in formats:  # formats registered with an exporter (converters.FORMATS): one entry each, no branch here
+def attempt(outcome: ExportOutcome, deploy_note: str | None, fmt: str, precision: str, fn) -> list[Artifact]:
+    """One conversion: its artifacts recorded (sha256, size) and the manifest saved; a failure is
+    recorded in ``outcome.failures`` and the other formats still run."""
+    t0 = time.perf_counter()
+    log(f"export: {fmt} {precision} ...")
+    try:
+        made = fn()
+    except EdgeDermError as e:
+        outcome.failures.append({"format": fmt, "precision": precision, "error": str(e)})
+        log(f"export: {fmt} {precision} FAILED: {e}")
+        return []
+    made = made if isinstance(made, list) else [made]
+    for a in made:
+        if deploy_note:
+            a.notes.append(deploy_note)
+        record_file(a, outcome.folder)
+        outcome.manifest.put(a)
+    outcome.manifest.save(outcome.folder)
+    outcome.seconds[f"{fmt}_{precision}"] = round(time.perf_counter() - t0, 1)
+    return made
+
+
+def planned_formats(formats: list[str]) -> list[str]:
+    """The formats to make, each after those it is made from (``Format.requires``), asked-for order kept."""
+    from converters import FORMATS
+
+    order: list[str] = []
+
+    def add(name: str) -> None:
+        for needed in FORMATS.get(name).requires:
+            add(needed)
+        if name not in order:
+            order.append(name)
+
+    for name in formats:
+        add(name)
+    return order
+
+
+def convert_all(outcome: ExportOutcome, deployed, deploy_note, plan: ExportPlan, images) -> None:
+    """Every format of ``outcome.formats`` through its ``converters.FORMATS`` exporter; a format made
+    only because another is made from it (ONNX for TFLite) is removed again afterwards."""
+    from converters import FORMATS, exporter
+
+    manifest, folder = outcome.manifest, outcome.folder
+    made: dict[str, list[Artifact]] = {}
+    for fmt in planned_formats(outcome.formats):
         entry = FORMATS.get(fmt)
-        if entry.exporter:
-            attempt(fmt, "+".join(entry.default_precisions), lambda entry=entry: exporter(entry)(
-                deployed, manifest, folder, STEM, precisions=entry.default_precisions, calibration_images=images))
-    if "onnx" not in formats and onnx_path.exists():  # ONNX was only the road to TFLite
-        manifest.artifacts = [a for a in manifest.artifacts if a.format != "onnx"]
-        onnx_path.unlink()
-    manifest.add_step("export", formats=formats, failures=outcome.failures, seconds=outcome.seconds)
-    if verify:
+        precisions = plan.precisions_of(fmt)
+        missing = [r for r in entry.requires if not made.get(r)]
+        if missing:
+            outcome.failures += [{"format": fmt, "precision": p, "error": f"needs the {missing[0].upper()} file, whose "
+                                  "export failed"} for p in precisions]
+            continue
+        groups = [(p,) for p in precisions] if entry.per_precision else [tuple(precisions)]
+        made[fmt] = []
+        for group in groups:
+            made[fmt] += attempt(outcome, deploy_note, fmt, "+".join(group), lambda entry=entry, group=group: exporter(entry)(
+                deployed, manifest, folder, STEM, group, calibration_images=images, dynamic_batch=plan.dynamic_batch))
+    for fmt in made:
+        if fmt not in outcome.formats:  # only the road to another format
+            for a in made[fmt]:
+                manifest.artifacts = [m for m in manifest.artifacts if m.name != a.name]
+                path = folder / a.path
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    manifest.save(folder)
+
+
+def verify_step(outcome: ExportOutcome, model, images, targets, plan: ExportPlan) -> None:
+    """The parity gates on every artifact, or each one marked skipped with the reason."""
+    manifest = outcome.manifest
+    if plan.verify:
         from edgederm.verify import verify_manifest
 
-        outcome.verify = verify_manifest(manifest, folder, model, images, targets, gates)
+        outcome.verify = verify_manifest(manifest, outcome.folder, model, images, targets, plan.gates)
         manifest.add_step("verify", images=int(len(images)), results={r.artifact: r.status for r in outcome.verify})
     else:
         for a in manifest.artifacts:
             a.verify = {"status": "skipped", "reason": "--no-verify given"}
         manifest.add_step("verify", skipped=True, reason="--no-verify given")
-    _complete(manifest, folder)
-    if quantize:  # schemes for `edgederm quantize`, over the formats just exported, verified the same way
-        from quantization import quantize as quantize_folder
-
-        q = quantize_folder(folder, quantize, formats, data_root=data_root, verify=verify, gates=gates, model=model)
-        outcome.quantized, outcome.manifest = q, q.manifest
-        outcome.verify += q.verify
-        outcome.failures += [{"format": f["scheme"].split(":")[1], "precision": f["scheme"].split(":")[0],
-                              "error": f["error"]} for f in q.failures]
-    return outcome
 
 
 def _still_there(manifest: Manifest, folder: Path, artifact: Artifact) -> bool:

@@ -20,12 +20,14 @@ before any slow work.
 from __future__ import annotations
 
 import difflib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from edgederm.errors import EdgeDermError
 from edgederm.registry import Registry, lazy
+from edgederm.tasks import task_of
 
 PRETRAINED = "pretrained"
 
@@ -53,9 +55,10 @@ def find_form(source: str) -> SourceForm | None:
 
 def output_channels(meta: dict) -> int:
     """The head size a builder needs: classes for a classifier; 1 or 2 mask channels for a segmenter."""
-    if meta["task"] == "classification":
-        return len(meta["classes"])
-    return 2 if str((meta.get("output") or {}).get("kind", "")).startswith("two_class") else 1
+    task = task_of(meta["task"])
+    if not task.has_class_labels and str((meta.get("output") or {}).get("kind", "")).startswith("two_class"):
+        return 2  # a two-class softmax mask head; its adapter makes the one mask logit
+    return task.output_channels(meta["classes"])
 
 
 def _closest(name: str, known: list[str], what: str) -> EdgeDermError:
@@ -69,6 +72,11 @@ def load_weights(model, weights: str, source: str):
     from edgederm.checkpoint import read_state_dict
 
     state = read_state_dict(weights)
+    if getattr(state, "_metadata", None) is None:
+        # safetensors keeps no per-module versions; take the architecture's own, as built here
+        # (torchvision MNASNet refuses a state dict without them: "version should be set to 1 or 2")
+        state = OrderedDict(state)
+        state._metadata = model.state_dict()._metadata
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # same names, other shapes
@@ -99,7 +107,7 @@ def load_timm(source: str, meta: dict, weights) -> tuple:
 
     name = source.split(":", 1)[1]
     _need_weights(source, weights)
-    if meta["task"] != "classification":
+    if not task_of(meta["task"]).has_class_labels:
         raise EdgeDermError(f"{source}: timm builds classifiers; for a segmenter use torchvision:NAME or "
                             "package.module:factory")
     if name not in timm.list_models():
@@ -138,7 +146,7 @@ def load_torchvision(source: str, meta: dict, weights) -> tuple:
     segmenter = builder.__module__.startswith("torchvision.models.segmentation.")
     if not segmenter and builder.__module__.count(".") != 2:  # detection / video / optical_flow / quantization
         raise EdgeDermError(f"{source} ({builder.__module__}): only torchvision classifiers and segmenters are supported")
-    if (meta["task"] == "segmentation") != segmenter:
+    if task_of(meta["task"]).has_class_labels == segmenter:
         raise EdgeDermError(f"{source} is a {'segmenter' if segmenter else 'classifier'} but the meta file says "
                             f"task: {meta['task']}")
     extra = {"weights_backbone": None} if segmenter else {}  # never download a backbone behind the user's back
@@ -159,7 +167,8 @@ def check_contract(model, meta: dict) -> None:
     from edgederm.preprocessing import Preprocessing
 
     h, w = Preprocessing.from_dict(meta.get("preprocessing") or {}).input_size  # a bad record fails here, by name
-    want = [1, len(meta["classes"])] if meta["task"] == "classification" else [1, 1, h, w]
+    task = task_of(meta["task"])
+    want = task.output_shape(meta["classes"], h, w)
     with torch.no_grad():
         try:
             y = model(torch.zeros(1, 3, h, w))
@@ -169,7 +178,7 @@ def check_contract(model, meta: dict) -> None:
                                 "preprocessing.input_size in the meta file to the size it was exported at") from None
     got = list(y.shape) if hasattr(y, "shape") else type(y).__name__
     if got != want:
-        what = "logits [1, classes]" if meta["task"] == "classification" else "one mask logit per pixel [1, 1, H, W]"
+        what = "logits [1, classes]" if task.has_class_labels else "one mask logit per pixel [1, 1, H, W]"
         raise EdgeDermError(f"the model's output is {got}, EdgeDerm needs {what} = {want}: fix classes, "
                             "preprocessing.input_size or output (key/index/kind) in the meta file (docs/byom.md)")
 
@@ -188,3 +197,13 @@ SOURCES.register("onnx", SourceForm(
     unsupported={"coreml": "coremltools has no ONNX frontend (it converts PyTorch, TensorFlow and MIL): export Core ML "
                            "from the PyTorch model instead"},
     description="an existing ONNX file: ONNX and TFLite, verify, quantize, bench"))
+
+
+def default_out_name(source: str) -> str:
+    """The folder ``export`` writes to without ``--out``: a file's stem; for a named source
+    (``timm:NAME``, ``torchvision:NAME``, ``package.module:factory``) the whole name; either made a
+    safe folder name (``timm_NAME``: no colon, which Windows refuses in a folder name)."""
+    from edgederm.paths import safe_name
+
+    path = Path(str(source))
+    return safe_name(path.stem if path.exists() else str(source))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgederm.errors import EdgeDermError
+from edgederm.tasks import task_of
 
 DEFAULT_RULE = ("refer_mel", "mel", {"specificity": 0.80})
 
@@ -101,7 +102,7 @@ def _site_data(data: Path, manifest, config: RecalConfig):
     from edgederm.data.sources import select_sources
 
     ds = load_dataset(data)
-    if ds.task != "classification" or list(ds.classes) != manifest.classes:
+    if ds.task != manifest.task or list(ds.classes) != manifest.classes:
         raise EdgeDermError(f"--data {data} holds {ds.task} data with classes {', '.join(ds.classes)}; the model "
                             f"needs {', '.join(manifest.classes)}: pass a sample labelled with the model's classes")
     if config.sources:
@@ -213,7 +214,7 @@ def _load(folder: Path):
     folder = Path(folder)
     manifest = Manifest.load(folder)
     folder = folder if folder.is_dir() else folder.parent
-    if manifest.task != "classification":
+    if not task_of(manifest.task).has_class_labels:  # a temperature and rules act on class probabilities
         raise EdgeDermError(f"{folder} holds a {manifest.task} model: recalibrate works on classifiers")
     return manifest, folder
 

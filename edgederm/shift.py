@@ -14,6 +14,7 @@ import numpy as np
 
 from edgederm.errors import EdgeDermError
 from edgederm.metrics import Estimate, format_metrics
+from edgederm.tasks import task_of
 
 ALL = "all"
 
@@ -106,7 +107,7 @@ def eval_command(args, data_root) -> int:
         raise EdgeDermError(f"--reliability {args.reliability}: give a .png, .svg or .pdf path")
     outputs, targets, ds, card = checkpoint_outputs(args.checkpoint, data_root, args.split, args.dataset,
                                                     args.limit, args.arch)
-    classes = card.classes if card.task == "classification" else None
+    classes = task_of(card.task).scoring_classes(card.classes)
     if args.reliability and classes is None:
         raise EdgeDermError("--reliability needs a classifier: segmentation has no class confidence")
     scored = scores_by(outputs, targets, ds, classes, args.by, n_boot=args.bootstrap)

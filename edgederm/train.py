@@ -1,10 +1,11 @@
 """CPU-friendly fine-tuning of zoo models on derm data, with optional distillation.
 
 Images are decoded once into memory (``data.arrays``); augmentation runs on whole batches in
-torch; the model runs channels-last on every core. Classification uses cross-entropy with
-inverse-frequency class weights and label smoothing (balanced accuracy is the target, and
-nv is two thirds of derm7); segmentation uses BCE + soft Dice. A teacher checkpoint turns
-on knowledge distillation (Hinton et al.: KL on temperature-softened outputs).
+torch; the model runs channels-last on every core. The loss is the task's (``edgederm.tasks``):
+classification uses cross-entropy with inverse-frequency class weights and label smoothing
+(balanced accuracy is the target, and nv is two thirds of derm7); segmentation uses BCE + soft
+Dice. A teacher checkpoint turns on knowledge distillation (Hinton et al.: KL on
+temperature-softened outputs).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgederm.errors import EdgeDermError
 from edgederm.progress import log
+from edgederm.tasks import task_of
 
 
 @dataclass
@@ -116,6 +119,177 @@ def _cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+@dataclass
+class _Run:
+    """What every step of one training run shares."""
+
+    config: TrainConfig
+    spec: Any  # the task's TaskSpec
+    prep: Any  # the student's Preprocessing
+    model: Any
+    frozen: list  # modules kept in eval mode (frozen BatchNorm statistics)
+    teacher: Any
+    teacher_prep: Any
+    weight: Any  # class weights for the loss, or None
+    opt: Any
+    sched: Any
+    gen: Any  # torch.Generator: batch order and augmentation
+    images: Any  # uint8 NHWC train images (torch)
+    targets: Any
+    steps_per_epoch: int
+
+
+def _load_data(config: TrainConfig, data_root: Path | None, entry):
+    """(dataset, preprocessing, train arrays, val arrays), the task of data and model checked."""
+    from edgederm.data.arrays import load_arrays
+
+    prep = entry.preprocessing if config.input_size is None else entry.preprocessing.replace(input_size=list(config.input_size))
+    ds = _resolve_dataset(config, data_root)
+    if ds.task != entry.task:
+        raise EdgeDermError(f"model {config.model!r} is a {entry.task} model but {ds.root} holds {ds.task} data")
+    train_ds, val_ds = ds.split("train"), ds.split("val")
+    if config.train_limit:
+        train_ds = train_ds.subset(config.train_limit, seed=config.seed)
+    log(ds.describe())
+    return ds, prep, load_arrays(train_ds, prep, desc="decode train"), load_arrays(val_ds, prep, desc="decode val")
+
+
+def _build_model(config: TrainConfig, spec, classes: list[str], initial_model):
+    """(channels-last model in train mode, its frozen modules): a zoo build or ``initial_model``."""
+    import torch
+
+    from edgederm.models import create_model
+
+    model = initial_model if initial_model is not None else create_model(
+        config.model, num_classes=spec.output_channels(list(classes)), pretrained=config.pretrained)
+    if spec.has_class_labels and config.pretrained and initial_model is None:
+        # timm's Google-style head init gives logits of std ~8 on pretrained features; a small
+        # head starts fine-tuning at loss ~ln(C) instead of wrecking the backbone in warm-up.
+        head = model.get_classifier()
+        torch.nn.init.normal_(head.weight, std=0.01)
+        torch.nn.init.zeros_(head.bias)
+    model = model.to(memory_format=torch.channels_last).train()
+    return model, freeze_early_layers(model, config.freeze_blocks)
+
+
+def _load_teacher(config: TrainConfig, spec, ds):
+    """(teacher in eval mode, its preprocessing), or (None, None) without ``distill_from``."""
+    import torch
+
+    from edgederm.checkpoint import load_checkpoint
+
+    if not config.distill_from:
+        return None, None
+    teacher, tcard = load_checkpoint(config.distill_from)
+    if tcard.task != ds.task:
+        raise EdgeDermError(f"teacher {config.distill_from} is a {tcard.task} model, data is {ds.task}")
+    if spec.has_class_labels and tcard.classes != list(ds.classes):
+        raise EdgeDermError(f"teacher {config.distill_from} has classes {tcard.classes}, data has {list(ds.classes)}")
+    return teacher.to(memory_format=torch.channels_last).eval(), tcard.preprocessing
+
+
+def _class_weights(config: TrainConfig, spec, targets: np.ndarray, n_classes: int):
+    """Inverse-frequency class weights (mean 1) for a class-labelled task, else None."""
+    import torch
+
+    if not (spec.has_class_labels and config.class_weighting == "inverse_frequency"):
+        return None
+    counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / n_classes
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def _start(config: TrainConfig, spec, prep, ds, tr, initial_model) -> _Run:
+    """Model, teacher, class weights, optimiser and cosine schedule for the run."""
+    import torch
+
+    model, frozen = _build_model(config, spec, ds.classes, initial_model)
+    teacher, teacher_prep = _load_teacher(config, spec, ds)
+    weight = _class_weights(config, spec, tr.targets, spec.output_channels(list(ds.classes)))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(tr) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, min(config.warmup_steps, total // 5)))
+    return _Run(config, spec, prep, model, frozen, teacher, teacher_prep, weight, opt, sched,
+                torch.Generator().manual_seed(config.seed), torch.from_numpy(tr.images), torch.from_numpy(tr.targets),
+                steps_per_epoch)
+
+
+def _step(run: _Run, idx, size) -> float:
+    """One optimiser step on the batch ``idx`` (augmented, resampled to ``size``); returns the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgederm.tensors import augment, normalize_float
+
+    x01 = run.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
+    if run.spec.has_class_labels:
+        x01, _ = augment(x01, generator=run.gen, out_size=size)
+        y = run.targets[idx]
+    else:  # per-pixel targets take the same geometry as their image
+        x01, y = augment(x01, run.targets[idx].unsqueeze(1).float(), generator=run.gen, out_size=size)
+    x = normalize_float(x01, run.prep)
+    pred = run.model(x)
+    t_logits = None
+    if run.teacher is not None:
+        with torch.no_grad():
+            tx = x if run.teacher_prep == run.prep else normalize_float(
+                F.interpolate(x01, size=tuple(run.teacher_prep.input_size), mode="bilinear"), run.teacher_prep)
+            t_logits = run.teacher(tx)
+    c = run.config
+    loss = run.spec.loss(pred, y, weight=run.weight, label_smoothing=c.label_smoothing, teacher_logits=t_logits,
+                         temperature=c.distill_temperature, alpha=c.distill_alpha)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.sched.step()
+    return float(loss.detach())
+
+
+def _epoch(run: _Run, epoch: int) -> tuple[tuple[int, int] | None, float]:
+    """Train one epoch; returns (the training size when progressive, else None; mean loss)."""
+    import torch
+
+    c = run.config
+    run.model.train()
+    for module in run.frozen:
+        module.eval()
+    size = tuple(c.progressive_size) if c.progressive_size and epoch < c.progressive_epochs else None
+    order = torch.randperm(len(run.images), generator=run.gen)
+    t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+    for step in range(run.steps_per_epoch):
+        idx = order[step * c.batch_size:(step + 1) * c.batch_size]
+        loss_sum += _step(run, idx, size) * len(idx)
+        seen += len(idx)
+        if (step + 1) % 20 == 0 or step + 1 == run.steps_per_epoch:
+            el = time.perf_counter() - t0
+            eta = el / (step + 1) * (run.steps_per_epoch - step - 1)
+            log(f"epoch {epoch + 1}/{c.epochs}{f' @{size[0]}x{size[1]}' if size else ''} step {step + 1}/{run.steps_per_epoch} "
+                f"loss {loss_sum / seen:.4f} lr {run.sched.get_last_lr()[0]:.2e} ({seen / el:.1f} img/s, {eta:.0f}s left)")
+    return size, loss_sum / seen
+
+
+def _fit(run: _Run, va, classes: list[str]) -> tuple[int, list[dict]]:
+    """Every epoch, scored on val; loads the best epoch's weights; returns (best epoch, history)."""
+    from edgederm.evaluate import score_arrays
+
+    key = run.spec.headline
+    best = (-1.0, None, -1)
+    history = []
+    for epoch in range(run.config.epochs):
+        t0 = time.perf_counter()
+        size, train_loss = _epoch(run, epoch)
+        score = score_arrays(run.model, va, run.prep, run.spec.scoring_classes(classes), n_boot=0)[key].value
+        history.append({"epoch": epoch + 1, "train_size": list(size or run.prep.input_size),
+                        "train_loss": train_loss, f"val_{key}": score,
+                        "seconds": round(time.perf_counter() - t0, 1)})
+        log(f"epoch {epoch + 1}: val {key} {score:.4f} ({time.perf_counter() - t0:.0f}s)")
+        if score > best[0]:
+            best = (score, {k: v.detach().clone() for k, v in run.model.state_dict().items()}, epoch + 1)
+    run.model.load_state_dict(best[1])
+    return best[2], history
+
+
 def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n_boot: int = 1000,
           initial_model=None, card_fields: dict | None = None) -> Path:
     """Train, pick the epoch with the best validation score, evaluate on test, save; returns the weights path.
@@ -125,148 +299,35 @@ def train(config: TrainConfig, data_root: Path | None, out: str | os.PathLike, n
     (e.g. ``pruning``, which lets ``load_checkpoint`` rebuild those shapes).
     """
     import torch
-    import torch.nn.functional as F
 
-    from edgederm.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+    from edgederm.checkpoint import ModelCard, save_checkpoint
     from edgederm.data.arrays import load_arrays
     from edgederm.evaluate import score_arrays
-    from edgederm.models import create_model, get_entry
-    from edgederm.tensors import augment, normalize_float
+    from edgederm.models import get_entry
 
     torch.set_num_threads(config.threads or os.cpu_count() or 2)
     torch.manual_seed(config.seed)
     keep_freed_memory()
     entry = get_entry(config.model)
-    prep = entry.preprocessing if config.input_size is None else entry.preprocessing.replace(input_size=list(config.input_size))
-    ds = _resolve_dataset(config, data_root)
-    if ds.task != entry.task:
-        raise EdgeDermError(f"model {config.model!r} is a {entry.task} model but {ds.root} holds {ds.task} data")
-    train_ds, val_ds = ds.split("train"), ds.split("val")
-    if config.train_limit:
-        train_ds = train_ds.subset(config.train_limit, seed=config.seed)
-    log(ds.describe())
-    tr = load_arrays(train_ds, prep, desc="decode train")
-    va = load_arrays(val_ds, prep, desc="decode val")
-
-    classify = entry.is_classifier
-    n_classes = len(ds.classes) if classify else 1
-    model = initial_model if initial_model is not None else create_model(config.model, num_classes=n_classes,
-                                                                          pretrained=config.pretrained)
-    if classify and config.pretrained and initial_model is None:
-        # timm's Google-style head init gives logits of std ~8 on pretrained features; a small
-        # head starts fine-tuning at loss ~ln(C) instead of wrecking the backbone in warm-up.
-        head = model.get_classifier()
-        torch.nn.init.normal_(head.weight, std=0.01)
-        torch.nn.init.zeros_(head.bias)
-    model = model.to(memory_format=torch.channels_last).train()
-    frozen = freeze_early_layers(model, config.freeze_blocks)
-    teacher = teacher_prep = None
-    if config.distill_from:
-        teacher, tcard = load_checkpoint(config.distill_from)
-        if tcard.task != ds.task:
-            raise EdgeDermError(f"teacher {config.distill_from} is a {tcard.task} model, data is {ds.task}")
-        if classify and tcard.classes != list(ds.classes):
-            raise EdgeDermError(f"teacher {config.distill_from} has classes {tcard.classes}, data has {list(ds.classes)}")
-        teacher, teacher_prep = teacher.to(memory_format=torch.channels_last).eval(), tcard.preprocessing
-
-    weight = None
-    if classify and config.class_weighting == "inverse_frequency":
-        counts = np.bincount(tr.targets, minlength=n_classes).astype(np.float64)
-        w = counts.sum() / np.maximum(counts, 1) / n_classes
-        weight = torch.tensor(w / w.mean(), dtype=torch.float32)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(tr) // config.batch_size)
-    total = steps_per_epoch * config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, min(config.warmup_steps, total // 5)))
-    gen = torch.Generator().manual_seed(config.seed)
-    images_t = torch.from_numpy(tr.images)
-    targets_t = torch.from_numpy(tr.targets)
-
-    best = (-1.0, None, -1)
-    history = []
+    spec = task_of(entry.task)
+    ds, prep, tr, va = _load_data(config, data_root, entry)
+    run = _start(config, spec, prep, ds, tr, initial_model)
     started = time.perf_counter()
-    for epoch in range(config.epochs):
-        model.train()
-        for module in frozen:
-            module.eval()
-        size = tuple(config.progressive_size) if config.progressive_size and epoch < config.progressive_epochs else None
-        order = torch.randperm(len(tr), generator=gen)
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for step in range(steps_per_epoch):
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            x01 = images_t[idx].permute(0, 3, 1, 2).float().div_(255.0)
-            if classify:
-                x01, _ = augment(x01, generator=gen, out_size=size)
-                y = targets_t[idx]
-            else:
-                x01, m = augment(x01, targets_t[idx].unsqueeze(1).float(), generator=gen, out_size=size)
-                y = m
-            x = normalize_float(x01, prep)
-            pred = model(x)
-            t_logits = None
-            if teacher is not None:
-                with torch.no_grad():
-                    tx = x if teacher_prep == prep else normalize_float(
-                        F.interpolate(x01, size=tuple(teacher_prep.input_size), mode="bilinear"), teacher_prep)
-                    t_logits = teacher(tx)
-            T = config.distill_temperature
-            if classify:
-                loss = F.cross_entropy(pred, y, weight=weight, label_smoothing=config.label_smoothing)
-                if t_logits is not None:
-                    kd = F.kl_div(F.log_softmax(pred / T, 1), F.softmax(t_logits / T, 1), reduction="batchmean") * T * T
-                    loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
-            else:
-                loss = segmentation_loss(pred, y)
-                if t_logits is not None:  # per-pixel soft targets: the teacher's tempered lesion probability
-                    if t_logits.shape[-2:] != pred.shape[-2:]:
-                        t_logits = F.interpolate(t_logits, size=pred.shape[-2:], mode="bilinear")
-                    kd = F.binary_cross_entropy_with_logits(pred / T, torch.sigmoid(t_logits / T)) * T * T
-                    loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            seen += len(idx)
-            loss_sum += float(loss.detach()) * len(idx)
-            if (step + 1) % 20 == 0 or step + 1 == steps_per_epoch:
-                el = time.perf_counter() - t0
-                eta = el / (step + 1) * (steps_per_epoch - step - 1)
-                log(f"epoch {epoch + 1}/{config.epochs}{f' @{size[0]}x{size[1]}' if size else ''} step {step + 1}/{steps_per_epoch} "
-                    f"loss {loss_sum / seen:.4f} lr {sched.get_last_lr()[0]:.2e} ({seen / el:.1f} img/s, {eta:.0f}s left)")
-        val = score_arrays(model, va, prep, ds.classes if classify else None, n_boot=0)
-        key = "balanced_accuracy" if classify else "dice"
-        score = val[key].value
-        history.append({"epoch": epoch + 1, "train_size": list(size or prep.input_size),
-                        "train_loss": loss_sum / seen, f"val_{key}": score,
-                        "seconds": round(time.perf_counter() - t0, 1)})
-        log(f"epoch {epoch + 1}: val {key} {score:.4f} ({time.perf_counter() - t0:.0f}s)")
-        if score > best[0]:
-            best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
-    model.load_state_dict(best[1])
+    best_epoch, history = _fit(run, va, ds.classes)
     train_minutes = (time.perf_counter() - started) / 60
 
-    te_ds = ds.split("test")
-    te = load_arrays(te_ds, prep, desc="decode test")
-    test_metrics = score_arrays(model, te, prep, ds.classes if classify else None, n_boot=n_boot)
+    te = load_arrays(ds.split("test"), prep, desc="decode test")
+    test_metrics = score_arrays(run.model, te, prep, spec.scoring_classes(ds.classes), n_boot=n_boot)
     card = ModelCard(
         architecture=config.model, task=entry.task, classes=list(ds.classes), preprocessing=prep,
         data={"dataset": ds.name, "root": str(ds.root), "layout": ds.layout, "split": ds.split_source,
               "train_images": len(tr), "val_images": len(va), "test_images": len(te)},
-        training={**asdict(config), "best_epoch": best[2], "minutes": round(train_minutes, 2),
+        training={**asdict(config), "best_epoch": best_epoch, "minutes": round(train_minutes, 2),
                   "threads": torch.get_num_threads(), "history": history},
         metrics={"split": "test", "n_bootstrap": n_boot, **{k: v.to_dict() for k, v in test_metrics.items()}},
         **(card_fields or {}),
     )
-    path = save_checkpoint(model, card, out)
-    log(f"saved {path} (best val epoch {best[2]}, {train_minutes:.1f} min)")
+    path = save_checkpoint(run.model, card, out)
+    log(f"saved {path} (best val epoch {best_epoch}, {train_minutes:.1f} min)")
     return path
 
-
-def segmentation_loss(logits, masks):
-    """BCE + soft Dice on [N, 1, H, W] mask logits: BCE alone under-weights the thin lesion border."""
-    import torch.nn.functional as F
-
-    prob = logits.sigmoid()
-    inter = (prob * masks).sum((1, 2, 3))
-    dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + masks.sum((1, 2, 3)) + 1)
-    return F.binary_cross_entropy_with_logits(logits, masks) + dice.mean()

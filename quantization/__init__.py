@@ -58,12 +58,13 @@ handlers; importing this package is light.
 """
 
 from quantization.api import (SCHEMES, QuantContext, QuantizeOutcome, QuantScheme, artifact_filename, formats_in,
-                              quantize, register_scheme, resolve, run_scheme, scheme_names, summary_rows)
+                              quantize, register_scheme, resolve, run_scheme, scheme_names)
 from quantization.calibration import CalibrationConfig, CalibrationSet, load_calibration
 from quantization.coreml import CoreMLW8A8Config, CoreMLWeightConfig
 from quantization.executorch import ExecuTorchInt8Config
 from quantization.onnx import NNCFConfig, OrtStaticConfig
 from quantization.onnx_qdq import TensorRTQDQConfig
+from quantization.summary import summary_rows
 from quantization.tflite import TFLiteConfig
 
 __all__ = ["SCHEMES", "CalibrationConfig", "CalibrationSet", "CoreMLW8A8Config", "CoreMLWeightConfig", "NNCFConfig",

@@ -29,8 +29,8 @@ import numpy as np
 from edgederm.errors import EdgeDermError
 from edgederm.manifest import Manifest
 from edgederm.preprocessing import Preprocessing
+from edgederm.tasks import task_of
 
-DEFAULT_SIZE = {"classification": 200, "segmentation": 100}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -40,8 +40,8 @@ class CalibrationConfig:
 
     Attributes:
         source: ``None`` for the model's dataset, else a folder of images or a ``.npy`` file.
-        size: images to use (default 200 for classification, 100 for segmentation); a folder or
-            array with more is sub-sampled with ``seed``.
+        size: images to use (default: the task's ``calibration_images``, 200 for classification,
+            100 for segmentation); a folder or array with more is sub-sampled with ``seed``.
         split: dataset split to draw from (only for ``source=None``); ``train`` keeps the
             verification (test) images out of calibration.
         seed: selection seed.
@@ -80,7 +80,8 @@ def ids_hash(ids: list[str]) -> str:
 
 
 def default_size(task: str) -> int:
-    return DEFAULT_SIZE.get(task, 200)
+    """The task's default calibration sample (``TaskSpec.calibration_images``)."""
+    return task_of(task).calibration_images
 
 
 def load_calibration(manifest: Manifest, config: CalibrationConfig | None = None,
@@ -114,7 +115,7 @@ def from_dataset(manifest: Manifest, config: CalibrationConfig, size: int, data_
     full = load_dataset(root).split(config.split)
     ds = full.subset(size, seed=config.seed)
     arrays = load_arrays(ds, manifest.preprocessing, desc=f"quantize: decode {len(ds.samples)} calibration images")
-    classify = ds.task == "classification"
+    classify = task_of(ds.task).has_class_labels
     per_class = None
     if classify:
         counts = np.bincount(np.asarray(ds.labels), minlength=len(ds.classes))
@@ -134,7 +135,7 @@ def _pick(n_total: int, size: int, seed: int) -> list[int]:
 
 def from_folder(folder: Path, prep: Preprocessing, size: int, seed: int = 0) -> CalibrationSet:
     """Image files in ``folder`` (not recursive), resized by the model's preprocessing."""
-    from edgederm.data.arrays import _open_image
+    from edgederm.data.arrays import open_image
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -142,7 +143,7 @@ def from_folder(folder: Path, prep: Preprocessing, size: int, seed: int = 0) -> 
                             "put RGB images from the model's domain there, or drop --calibration to use the "
                             "dataset's train split")
     chosen = [files[i] for i in _pick(len(files), size, seed)]
-    images = np.stack([prep.resize_image(_open_image(p)) for p in chosen])  # _open_image: one-line error naming the file
+    images = np.stack([prep.resize_image(open_image(p)) for p in chosen])  # open_image: one-line error naming the file
     record = {"count": len(chosen), "source": str(folder), "dataset": None, "split": None,
               "method": f"image folder, {'all' if len(chosen) == len(files) else f'random {len(chosen)} of {len(files)}'} "
                         f"(seed {seed}), resized by the model's preprocessing",

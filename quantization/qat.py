@@ -3,7 +3,8 @@
 1. ``nncf.quantize`` on the PyTorch model with calibration images sets every quantizer's range
    (the same int8 scheme as post-training quantization: int8 weights per channel, int8 activations);
 2. a short fine-tune on the train split (the training pipeline's batch augmentation,
-   class-weighted cross-entropy or BCE + Dice) lets weights and ranges adapt to the rounding;
+   the task's training loss: class-weighted cross-entropy or BCE + Dice) lets weights and ranges
+   adapt to the rounding;
 3. every quantizer is switched to ``ONNX_QUANTIZE_DEQUANTIZE_PAIRS`` export mode and the model is
    exported by the TorchScript exporter (opset 17) to standard QDQ ONNX that ONNX Runtime runs
    (NNCF's default export emits ``org.openvinotoolkit:FakeQuantize``, which ORT refuses;
@@ -30,6 +31,7 @@ import numpy as np
 
 from edgederm.errors import EdgeDermError
 from edgederm.progress import log
+from edgederm.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -90,24 +92,52 @@ def insert_quantizers(model, calib_x: np.ndarray, subset: int | None = None):
                              fast_bias_correction=True)
 
 
+def class_weights(targets: np.ndarray, n_classes: int | None = None):
+    """Inverse-frequency class weights with mean 1 (a class absent from ``targets`` counts once)."""
+    import torch
+
+    counts = np.bincount(targets, minlength=n_classes or int(targets.max()) + 1).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / len(counts)
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def batch_indices(n: int, batch_size: int, steps: int, gen):
+    """``steps`` batches of indices into ``n`` items, reshuffled whenever a batch would run past the end."""
+    import torch
+
+    order, pos = torch.randperm(n, generator=gen), 0
+    for _ in range(steps):
+        if pos + batch_size > len(order):
+            order, pos = torch.randperm(n, generator=gen), 0
+        yield order[pos:pos + batch_size]
+        pos += batch_size
+
+
+def augmented_batch(images_t, targets_t, idx, has_class_labels: bool, prep, gen):
+    """(normalised NCHW inputs, targets) of one batch; masks go through the same geometric augmentation."""
+    from edgederm.tensors import augment, normalize_float
+
+    x01 = images_t[idx].permute(0, 3, 1, 2).float().div_(255.0)
+    if has_class_labels:
+        x01, _ = augment(x01, generator=gen)
+        y = targets_t[idx]
+    else:
+        x01, y = augment(x01, targets_t[idx].unsqueeze(1).float(), generator=gen)
+    return normalize_float(x01, prep).contiguous(), y
+
+
 def fine_tune(qmodel, task: str, images_uint8: np.ndarray, targets: np.ndarray, prep, config: QATConfig,
               n_classes: int | None = None) -> list[float]:
-    """``config.steps`` steps of the training recipe's loss on augmented batches; returns the loss per step."""
+    """``config.steps`` steps of the task's training loss (``TaskSpec.loss``, class-weighted where the task
+    has class labels, the task's label smoothing) on augmented batches; returns the loss per step."""
     import torch
-    import torch.nn.functional as F
-
-    from edgederm.tensors import augment, normalize_float
 
     if config.steps == 0:
         return []
+    spec = task_of(task)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    classify = task == "classification"
-    weight = None
-    if classify:
-        counts = np.bincount(targets, minlength=n_classes or int(targets.max()) + 1).astype(np.float64)
-        w = counts.sum() / np.maximum(counts, 1) / len(counts)
-        weight = torch.tensor(w / w.mean(), dtype=torch.float32)
+    weight = class_weights(targets, n_classes) if spec.has_class_labels else None
     opt = torch.optim.AdamW([p for p in qmodel.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
     images_t, targets_t = torch.from_numpy(images_uint8), torch.from_numpy(targets)
     qmodel.train()
@@ -116,27 +146,9 @@ def fine_tune(qmodel, task: str, images_uint8: np.ndarray, targets: np.ndarray, 
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
     losses, t0 = [], time.perf_counter()
-    order = torch.randperm(len(images_t), generator=gen)
-    pos = 0
-    for step in range(config.steps):
-        if pos + config.batch_size > len(order):
-            order, pos = torch.randperm(len(images_t), generator=gen), 0
-        idx = order[pos:pos + config.batch_size]
-        pos += config.batch_size
-        x01 = images_t[idx].permute(0, 3, 1, 2).float().div_(255.0)
-        if classify:
-            x01, _ = augment(x01, generator=gen)
-            y = targets_t[idx]
-        else:
-            x01, y = augment(x01, targets_t[idx].unsqueeze(1).float(), generator=gen)
-        x = normalize_float(x01, prep).contiguous()
-        pred = qmodel(x)
-        if classify:
-            loss = F.cross_entropy(pred, y, weight=weight, label_smoothing=0.1)
-        else:
-            from edgederm.train import segmentation_loss
-
-            loss = segmentation_loss(pred, y)
+    for step, idx in enumerate(batch_indices(len(images_t), config.batch_size, config.steps, gen)):
+        x, y = augmented_batch(images_t, targets_t, idx, spec.has_class_labels, prep, gen)
+        loss = spec.loss(qmodel(x), y, weight=weight, label_smoothing=spec.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -199,8 +211,7 @@ def qat(model, manifest, out_path: str | os.PathLike, config: QATConfig = QATCon
     """
     t0 = time.perf_counter()
     qmodel, losses = quantize_and_fine_tune(model, manifest, config, data_root, calibration)
-    output = "logits" if manifest.task == "classification" else "mask_logits"
-    export_qdq(qmodel, manifest.preprocessing.input_size, Path(out_path), output)
+    export_qdq(qmodel, manifest.preprocessing.input_size, Path(out_path), task_of(manifest.task).output_name)
     return QATResult(Path(out_path), losses, time.perf_counter() - t0, config)
 
 
@@ -249,5 +260,5 @@ def quantize_and_fine_tune(model, manifest, config: QATConfig, data_root=None, c
         ds = load_dataset(root, seed=config.seed).split("train").subset(config.train_images, seed=config.seed)
         arrays = load_arrays(ds, manifest.preprocessing, desc="qat: decode train images")
         losses = fine_tune(qmodel, manifest.task, arrays.images, arrays.targets, manifest.preprocessing, config,
-                           len(manifest.classes) if manifest.task == "classification" else None)
+                           len(manifest.classes) if task_of(manifest.task).has_class_labels else None)
     return qmodel, losses

@@ -61,7 +61,7 @@ def test_interleaved_rounds_rotate_and_share_a_burst_of_load():
 
 
 def test_speedups_compare_within_a_machine_and_against_the_gpu_original():
-    from edgederm.bench import add_speedups
+    from edgederm.bench_results import add_speedups
 
     def row(artifact, device, ms, **kw):
         return {"artifact": artifact, "format": kw.pop("format", "onnx"), "precision": "fp32", "status": "ok",
@@ -80,7 +80,7 @@ def test_speedups_compare_within_a_machine_and_against_the_gpu_original():
 
 # --- confidence intervals --------------------------------------------------------------------
 def test_paired_delta_of_identical_outputs_is_exactly_zero():
-    from edgederm.bench import paired_deltas, scorer
+    from edgederm.bench_scoring import paired_deltas, scorer
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(7), 10)
@@ -92,7 +92,7 @@ def test_paired_delta_of_identical_outputs_is_exactly_zero():
 
 
 def test_paired_delta_value_and_ci_match_hand_computation():
-    from edgederm.bench import metrics_with_ci, paired_deltas, scorer
+    from edgederm.bench_scoring import metrics_with_ci, paired_deltas, scorer
 
     y = np.repeat(np.arange(2), 50)
     good = np.eye(2)[y] * 5.0  # every image right
@@ -109,7 +109,7 @@ def test_paired_delta_value_and_ci_match_hand_computation():
 
 
 def test_segmentation_scores_per_image():
-    from edgederm.bench import scorer
+    from edgederm.bench_scoring import scorer
 
     truth = np.zeros((2, 4, 4), bool)
     truth[:, :2] = True  # 8 pixels each
@@ -151,7 +151,7 @@ def test_invalid_results_are_named(tmp_path, doc, message):
 
 
 def test_gpu_rows_are_chosen_only_with_a_gpu():
-    from edgederm.bench import gpu_targets
+    from edgederm.bench_candidates import gpu_targets
 
     assert gpu_targets(False, ["CPUExecutionProvider"], "auto") == []
     assert gpu_targets(True, ["CPUExecutionProvider"], "off") == []
@@ -186,6 +186,7 @@ def tiny_results(tiny_export, synthetic_root):
     return bench(tiny_export, config, synthetic_root, out=tiny_export / "bench")
 
 
+@pytest.mark.coreml
 def test_bench_rows(tiny_results, tiny_export):
     rows = {(r["artifact"], r.get("threads")): r for r in tiny_results.rows}
     original = rows[("pytorch_cpu_fp32", 2)]
@@ -207,12 +208,13 @@ def test_bench_rows(tiny_results, tiny_export):
     assert env["peak_gmacs"]["1"]["fp32"] > 0
 
 
+@pytest.mark.coreml
 def test_gpu_only_rows_append_to_the_cpu_results(tiny_results, tiny_export, synthetic_root, tmp_path, monkeypatch, capsys):
     """The GPU script's path, with the CPU standing in for CUDA: GPU rows are scored against the CPU
     original, the missing ONNX Runtime GPU providers are named, and --append merges on the same images."""
     import torch
 
-    import edgederm.bench as B
+    import edgederm.bench_candidates as B
     from edgederm.cli import main
 
     real = B.torch_candidate
@@ -244,6 +246,7 @@ def test_gpu_only_rows_append_to_the_cpu_results(tiny_results, tiny_export, synt
     assert "× GPU ms" in capsys.readouterr().out
 
 
+@pytest.mark.coreml
 def test_report_shows_every_artifact(tiny_results, tmp_path):
     import base64
     import io
@@ -268,6 +271,8 @@ def test_report_shows_every_artifact(tiny_results, tmp_path):
     assert "Environment" in page and "pareto.png" in written["report.md"].read_text()
 
 
+@pytest.mark.browser
+@pytest.mark.coreml
 def test_report_renders_in_headless_chromium(tiny_results, tmp_path):
     import subprocess
 
@@ -291,6 +296,7 @@ def render_html(results, folder) -> Path:
     return render(results, folder)["report.html"]
 
 
+@pytest.mark.coreml
 def test_cli_bench_and_report(tiny_export, synthetic_root, tmp_path, capsys):
     from edgederm.cli import main
 

@@ -102,11 +102,13 @@ def _tflite_case(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", REFERENCE_FIRST)
+@pytest.mark.tflite
 def test_tflite(name, tmp_path):
     _tflite_case(name, tmp_path)
 
 
 @pytest.mark.parametrize("name", REFERENCE_FIRST)
+@pytest.mark.coreml
 def test_coreml(name, tmp_path):
     from converters.torch2coreml import convert, inspect
 

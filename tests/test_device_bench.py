@@ -100,6 +100,7 @@ def cls_export(raw_cls_export, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.tflite
 def test_export_hashes_match_files(raw_cls_export):
     assert _stale_hashes(raw_cls_export) == []
 
@@ -128,6 +129,7 @@ def cls_run(cls_bundle, blocker):
 
 
 # --- bundle ------------------------------------------------------------------------------
+@pytest.mark.tflite
 def test_bundle_holds_exactly_what_the_target_needs(cls_bundle, cls_export, synthetic_root):
     from edgederm.data import load_dataset
 
@@ -163,6 +165,7 @@ def test_bundle_refuses_a_target_without_its_format(seg_export, synthetic_root, 
 
 
 # --- device run (no torch, tensorflow, edgederm or scikit-learn) -------------------------
+@pytest.mark.tflite
 def test_device_run_without_torch_matches_edgederm(cls_run, cls_bundle, cls_export, tiny_classifier, synthetic_root):
     from edgederm.checkpoint import load_checkpoint
     from edgederm.data import load_dataset
@@ -206,6 +209,7 @@ def test_device_run_without_torch_matches_edgederm(cls_run, cls_bundle, cls_expo
     assert tfl["provider"] == "XNNPACK" and tfl["placement"]["accelerated_ops"] > 0
 
 
+@pytest.mark.tflite
 def test_sha256_mismatch_is_not_run(cls_bundle, blocker, tmp_path):
     import shutil
 
@@ -223,6 +227,7 @@ def test_sha256_mismatch_is_not_run(cls_bundle, blocker, tmp_path):
     assert all(r["status"] == "ok" for r in rows if r["format"] == "tflite")
 
 
+@pytest.mark.tflite
 def test_bundle_refuses_a_changed_export(cls_export, synthetic_root, tmp_path):
     import shutil
 
@@ -243,6 +248,7 @@ def test_device_bench_cli_errors(tmp_path, blocker):
 
 
 # --- segmenter on a "Jetson": ORT CPU + TensorRT through a replaying trtexec; then merge --------
+@pytest.mark.tflite
 def test_segmenter_jetson_bundle_trtexec_and_merge(seg_export, synthetic_root, blocker, fake_trtexec, cls_run,
                                                    tmp_path):
     from edgederm.bundle import make_bundle
@@ -335,6 +341,7 @@ elif args[0] == "pull":
 """
 
 
+@pytest.mark.tflite
 def test_android_over_fake_adb(cls_bundle, tmp_path, monkeypatch):
     from edgederm.cli import main
 
@@ -474,6 +481,7 @@ def test_environment_facts():
         "Raspberry Pi 5 Model B/raspberrypi"
 
 
+@pytest.mark.tflite
 def test_host_bench_and_device_run_merge_into_one_report(cls_run, cls_export, synthetic_root, tmp_path):
     """bundle -> device run -> results merge -> report: the device gets its own column, and the host's
     `edgederm bench` on the same images agrees with the device on every metric within the CI."""

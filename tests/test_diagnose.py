@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgederm.errors import EdgeDermError
-from quantization.control import BudgetNotMet, Rung, Trial, escalate
+from quantization.escalation import BudgetNotMet, Rung, Trial, escalate
 
 
 # --- tiny hand-made ONNX classifier ------------------------------------------------------------
@@ -57,7 +57,7 @@ def _uint8_qparams(lo: float, hi: float) -> tuple[float, int]:
 def test_table_is_sorted_and_sqnr_matches_a_hand_computation(tmp_path):
     import onnx
 
-    from quantization.diagnose import layer_errors, ort_quantize
+    from quantization.onnx_debug import layer_errors, ort_quantize
     from quantization.onnx import OrtStaticConfig
 
     w1, _ = _tiny_onnx(tmp_path / "f.onnx")
@@ -91,7 +91,7 @@ def test_float_fallback_of_a_destroyed_layer_recovers_agreement(tmp_path):
 
     _tiny_onnx(tmp_path / "f.onnx", outlier=3000.0)
     calib, val = _inputs(32, seed=1), _inputs(64, seed=2)
-    from quantization.diagnose import run_onnx
+    from quantization.onnx_debug import run_onnx
 
     targets = run_onnx(tmp_path / "f.onnx", val).argmax(1)  # the float model is right by construction
     diag = diagnose_onnx(tmp_path / "f.onnx", calib, val, targets, "classification",
@@ -110,7 +110,8 @@ def test_float_fallback_of_a_destroyed_layer_recovers_agreement(tmp_path):
 
 
 def test_plot_is_written_headless(tmp_path):
-    from quantization.diagnose import DiagnoseConfig, diagnose_onnx, plot
+    from quantization.diagnose import DiagnoseConfig, diagnose_onnx
+    from quantization.diagnosis_plot import plot
     from quantization.onnx import OrtStaticConfig
 
     _tiny_onnx(tmp_path / "f.onnx")
@@ -123,7 +124,8 @@ def test_plot_is_written_headless(tmp_path):
 
 
 def test_greedy_combination_keeps_only_layers_that_help_together():
-    from quantization.diagnose import Diagnosis, Fallback, greedy_combination
+    from quantization.diagnosis import Diagnosis, Fallback
+    from quantization.fallback_search import greedy_combination
 
     figs = {"top1_agreement": 0.80, "balanced_accuracy_artifact": 0.50}
     diag = Diagnosis("onnx", "m", "classification", 8, 8, [], figs, figs)
@@ -192,6 +194,7 @@ def _float_logits(x_nhwc, outlier):
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
 def test_tflite_diagnosis_finds_the_destroyed_layer_and_its_fallback_recovers(tmp_path):
     from quantization.diagnose import DiagnoseConfig, diagnose_tflite
 
@@ -269,7 +272,7 @@ def test_qat_runs_a_few_steps_and_exports_qdq_onnx(tiny_classifier, synthetic_ro
 
     from edgederm.checkpoint import load_checkpoint
     from edgederm.export import manifest_for
-    from quantization.diagnose import run_onnx
+    from quantization.onnx_debug import run_onnx
     from quantization.qat import QATConfig, qat
 
     model, card = load_checkpoint(tiny_classifier)

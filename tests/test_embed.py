@@ -56,7 +56,7 @@ def _sha(path: Path) -> str:
 
 def _add(folder: Path, m: Manifest, name: str, fmt: str, precision: str, status: str, inputs, outputs, notes=()):
     """A manifest entry shaped as the converter writes it, over a stand-in file (its sha256 recorded)."""
-    suffix = {"tflite": ".tflite", "coreml": ".mlpackage"}[fmt]
+    suffix = {"tflite": ".tflite", "coreml": ".mlpackage", "executorch": ".pte"}[fmt]
     path = folder / f"model_{precision}{suffix}"
     if fmt == "coreml":
         path.mkdir(exist_ok=True)
@@ -144,11 +144,18 @@ def swift_spec(text: str) -> dict:
     spec = {"height": int(_one(r"static let inputHeight = (\d+)", text)),
             "width": int(_one(r"static let inputWidth = (\d+)", text)),
             "resize": _one(r'static let resize = "(\w+)"', text),
-            "crop": _one(r"static let cropAndScale: VNImageCropAndScaleOption = \.(\w+)", text),
             "channel_order": _one(r'static let channelOrder = "(\w+)"', text),
             "layout": _one(r'static let layout = "([^"]+)"', text),
             "scale": float(_one(rf"static let scale: Float = {FLOAT}", text)), "mean": floats("mean"), "std": floats("std"),
             "resource": _one(r'static let modelResource = "([^"]+)"', text)}
+    if "cropAndScale" in text:  # Vision (Core ML kit) only
+        spec["crop"] = _one(r"static let cropAndScale: VNImageCropAndScaleOption = \.(\w+)", text)
+    if "static let outputElements" in text:  # ExecuTorch kit only
+        spec["output_elements"] = int(_one(r"static let outputElements = (\d+)", text))
+    if "static let temperature" in text:
+        spec["temperature"] = float(_one(rf"static let temperature: Float = {FLOAT}", text))
+        spec["operating_points"] = [(n, lab, float(v)) for n, lab, v in re.findall(
+            rf'\(name: "([^"]*)", label: "([^"]*)", threshold: {FLOAT}\)', _one(r"static let operatingPoints: [^=]+= \[(.*)\]", text))]
     if "static let labels" in text:
         spec["labels"] = re.findall(r'"([^"]*)"', _one(r"static let labels: \[String\] = \[([^\]]*)\]", text))
     if "static let threshold" in text:
@@ -229,6 +236,105 @@ def test_ios_swift_encodes_the_manifest(exports, variant, tmp_path):
         assert spec["threshold"] == m.output["threshold"] and "VNCoreMLFeatureValueObservation" in text
     assert "VNCoreMLRequest" in text
     _no_placeholders(kit.folder)
+
+
+# --- iOS, ExecuTorch ------------------------------------------------------------------------------
+RULES = {"temperature": 1.7, "operating_points": [{"name": "refer", "class": None, "threshold": 0.23},
+                                                  {"name": "unfitted", "class": None, "threshold": None}]}
+
+
+@pytest.fixture(scope="module")
+def et_exports(exports, tmp_path_factory):
+    """The mobile exports plus ExecuTorch entries shaped as converters/torch2executorch.py writes them
+    (fp32 passed, int8 failed: the kit must ship fp32); classifiers get a temperature and operating points."""
+    root = tmp_path_factory.mktemp("embed_et")
+    out = {}
+    for variant in VARIANTS:
+        dst = root / variant
+        shutil.copytree(exports[variant], dst)
+        m = Manifest.load(dst)
+        h, w = m.preprocessing.input_size
+        classify = m.task == "classification"
+        output = (TensorSpec("logits", [1, len(m.classes)], "float32", "NC") if classify
+                  else TensorSpec("mask_logits", [1, 1, h, w], "float32", "NCHW"))
+        for precision, status in (("fp32", "pass"), ("int8", "fail")):
+            _add(dst, m, f"executorch_{precision}", "executorch", precision, status,
+                 [TensorSpec("input", [1, 3, h, w], "float32", "NCHW")], [output])
+            m.artifact(f"executorch_{precision}").tool_versions = {"executorch": "1.5.1"}
+        if classify:
+            points = [{**r, "class": m.classes[-1]} for r in RULES["operating_points"]]
+            m.output = {**m.output, "temperature": RULES["temperature"], "operating_points": points}
+        m.save(dst)
+        out[variant] = dst
+    return out
+
+
+def balanced(swift: str) -> bool:
+    """Brackets of Swift source pair up, outside string literals and // comments."""
+    code = re.sub(r"//[^\n]*", "", re.sub(r'"(?:\\.|[^"\\\n])*"', '""', swift))
+    stack = []
+    for ch in code:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in ")]}":
+            if not stack or "([{"[")]}".index(ch)] != stack.pop():
+                return False
+    return not stack
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ios_executorch_swift_encodes_the_manifest(et_exports, variant, tmp_path):
+    m = Manifest.load(et_exports[variant])
+    kit = embed(et_exports[variant], "ios-executorch", out=tmp_path / "kit")
+    assert kit.artifact == "executorch_fp32"  # int8 failed verification: not chosen by default
+    art = m.artifact(kit.artifact)
+    text = (kit.folder / "EdgeDermModel.swift").read_text()
+    spec = swift_spec(text)
+    pre = m.preprocessing
+    assert balanced(text)
+    assert (spec["height"], spec["width"]) == tuple(pre.input_size) and spec["layout"] == "NCHW"
+    assert spec["mean"] == list(pre.mean) and spec["std"] == list(pre.std) and spec["scale"] == pre.scale
+    assert spec["resize"] == pre.resize and spec["channel_order"] == pre.channel_order and "crop" not in spec
+    elements = len(m.classes) if m.task == "classification" else pre.input_size[0] * pre.input_size[1]
+    assert spec["output_elements"] == elements
+    pte = kit.folder / f"{spec['resource']}.pte"
+    assert pte.name == "model_fp32.pte" and _sha(pte) == art.sha256  # byte-identical to the export
+    assert (kit.folder / "labels.txt").read_text().splitlines() == m.classes
+    # the ExecuTorch Swift API as its docs write it; nothing of Core ML / Vision
+    for call in ("import ExecuTorch", "Module(filePath: path)", 'try module.load("forward")',
+                 "Tensor<Float>(x, shape: [1, 3, EdgeDermSpec.inputHeight, EdgeDermSpec.inputWidth])",
+                 "try Tensor<Float>(module.forward(input))", ".scalars()"):
+        assert call in text, call
+    assert "import Vision" not in text and "import CoreML" not in text
+    if m.task == "classification":
+        assert spec["labels"] == m.classes and "func classify(_ image: CGImage) throws -> Prediction" in text
+        assert spec["temperature"] == RULES["temperature"]
+        assert spec["operating_points"] == [("refer", m.classes[-1], 0.23)]  # the unfitted rule is left out
+        assert "labels.txt differs from EdgeDermSpec.labels" in text
+    else:
+        assert spec["threshold"] == m.output["threshold"] and "func segment(_ image: CGImage) throws -> Mask" in text
+    readme = (kit.folder / "README.md").read_text()
+    for fact in ("https://github.com/pytorch/executorch", "`executorch`", "`backend_xnnpack`", "`kernels_optimized`",
+                 "-all_load", "executorch 1.5.1", 'branch: "swiftpm-1.5.1"', "model_fp32.pte"):
+        assert fact in readme, fact
+    assert balanced(readme.split("```swift")[1].split("```")[0])  # the Package.swift excerpt
+    _no_placeholders(kit.folder)
+
+
+def test_ios_executorch_kit_choice_and_errors(et_exports, exports, tmp_path):
+    from edgederm.embed.ios_executorch import SWIFTPM_FALLBACK, swiftpm_branch
+
+    assert swiftpm_branch("1.0.1+cpu") == "swiftpm-1.0.1" and swiftpm_branch("?") == SWIFTPM_FALLBACK
+    m = Manifest.load(et_exports["cls"])
+    assert choose_artifact(m, "ios-executorch").name == "executorch_fp32"
+    m.artifact("executorch_int8").verify = {"status": "pass"}
+    assert choose_artifact(m, "ios-executorch").name == "executorch_int8"  # verified int8 is preferred
+    forced = embed(et_exports["cls"], "ios-executorch", artifact="executorch_int8", out=tmp_path / "forced")
+    assert "FAILED verification" in (forced.folder / "README.md").read_text()
+    msg = _one_line_error(lambda: embed(exports["cls"], "ios-executorch", out=tmp_path / "a"))
+    assert "no executorch artifact for --platform ios-executorch" in msg and "--to executorch" in msg
+    assert "needs a executorch artifact" in _one_line_error(
+        lambda: embed(et_exports["cls"], "ios-executorch", artifact="coreml_fp16", out=tmp_path / "b"))
 
 
 # --- labels, sidecar -------------------------------------------------------------------------------
@@ -405,6 +511,8 @@ def _drive(pw: Path, url: str, image: Path, tmp_path: Path) -> dict:
     return out
 
 
+@pytest.mark.realdata
+@pytest.mark.browser
 def test_web_page_matches_onnxruntime_on_a_real_image(browser_tools, real_data_root, onnx_exports, served, tmp_path):
     """The page's probabilities equal Python ONNX Runtime's on the same real image within 1e-3.
 
@@ -450,6 +558,8 @@ def test_web_page_matches_onnxruntime_on_a_real_image(browser_tools, real_data_r
 
 # --- the real converted artifacts ------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.tflite
+@pytest.mark.coreml
 def test_kits_from_real_tflite_and_coreml_exports(tiny_classifier, synthetic_root, tmp_path):
     """Full export (ONNX, TFLite, Core ML): the Android kit's Spec matches the real .tflite's tensors and
     its preprocessing, applied from model_info.json alone, reproduces ONNX Runtime; the iOS kit's

@@ -14,6 +14,7 @@ from edgederm.export import export
 from edgederm.manifest import Manifest
 
 
+@pytest.mark.coreml
 def test_onnx_and_coreml_classifier(tiny_classifier, synthetic_root, tmp_path):
     import onnx
 
@@ -42,6 +43,7 @@ def test_onnx_and_coreml_classifier(tiny_classifier, synthetic_root, tmp_path):
     assert not list(tmp_path.glob(".partial-*"))
 
 
+@pytest.mark.coreml
 def test_segnet_exports_through_its_deployable_twin(tiny_segmenter, synthetic_root, tmp_path):
     outcome = export(tiny_segmenter, tmp_path, formats=["onnx", "coreml"], data_root=synthetic_root, n_verify=16)
     assert not outcome.failures, outcome.failures
@@ -52,6 +54,7 @@ def test_segnet_exports_through_its_deployable_twin(tiny_segmenter, synthetic_ro
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
 def test_tflite_fp32_fp16(tiny_classifier, synthetic_root, tmp_path):
     outcome = export(tiny_classifier, tmp_path, formats=["tflite"], data_root=synthetic_root, n_verify=32)
     assert not outcome.failures
@@ -161,3 +164,33 @@ def test_correct_nhwc_artifact_passes(tiny_classifier, synthetic_root, tmp_path)
     [result] = verify_manifest(manifest, tmp_path, model, images, targets)
     assert result.status == "pass", result.reason
     assert np.isclose(result.figures["top1_agreement"], 1.0)
+
+
+# --- the format registry drives export ------------------------------------------------------
+def toy_exporter(model, manifest, folder, stem, precisions, **_):
+    """A registered test format: writes one file per precision, made from the ONNX file it requires."""
+    from edgederm.manifest import Artifact, TensorSpec
+
+    assert (Path(folder) / f"{stem}.onnx").exists(), "a required format is made first"
+    made = []
+    for p in precisions:
+        path = Path(folder) / f"{stem}_{p}.toy"
+        path.write_bytes(b"toy " + p.encode())
+        made.append(Artifact(name=f"toy_{p}", path=str(path), format="toy", precision=p,
+                             inputs=[TensorSpec("input", [1, 3, 48, 64], "float32", "NCHW")],
+                             outputs=[TensorSpec("logits", [1, 7], "float32", "NC")], converter="toy"))
+    return made
+
+
+def test_a_newly_registered_format_is_exported_with_no_branch_in_export(tiny_classifier, tmp_path, monkeypatch):
+    from converters import FORMATS, Format
+
+    monkeypatch.setitem(FORMATS._entries, "toy", Format("toy", ".toy", ("torch2onnx",), ("a", "b"), ("a", "b"), "none",
+                                                        "NCHW", exporter="tests.test_export:toy_exporter",
+                                                        requires=("onnx",), per_precision=True))
+    outcome = export(tiny_classifier, tmp_path / "e", formats=["toy"], verify=False)
+    assert not outcome.failures, outcome.failures
+    m = Manifest.load(tmp_path / "e")
+    assert [a.name for a in m.artifacts] == ["toy_a", "toy_b"]  # ONNX was only the road: removed again
+    assert not (tmp_path / "e" / "model.onnx").exists()
+    assert all(m.artifact_file(tmp_path / "e", a) for a in m.artifacts)

@@ -51,6 +51,7 @@ def _gone(p: psutil.Process, timeout: float = 15) -> bool:
     return True
 
 
+@pytest.mark.tflite
 def test_sigterm_during_export_cleans_up(tiny_classifier, synthetic_root, tmp_path):
     proc, temp, out = _start_export(tiny_classifier, synthetic_root, tmp_path)
     child = _wait_for_child(proc)
@@ -63,6 +64,7 @@ def test_sigterm_during_export_cleans_up(tiny_classifier, synthetic_root, tmp_pa
     assert not out.exists(), "an interrupted first export left its folder"
 
 
+@pytest.mark.tflite
 def test_sigkill_child_dies_and_next_run_sweeps(tiny_classifier, synthetic_root, tmp_path):
     proc, temp, out = _start_export(tiny_classifier, synthetic_root, tmp_path)
     child = _wait_for_child(proc)

@@ -165,6 +165,7 @@ def test_cli_prints_measured_table(tiny_classifier, synthetic_root, tmp_path, ca
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
 def test_cli_tflite_latency(tiny_classifier, synthetic_root, tmp_path, capsys):
     from edgederm.cli import main
 

@@ -56,6 +56,7 @@ def test_pt2_source_exports_onnx_with_the_torchscript_exporter(synthetic_root, t
 
 
 @pytest.mark.slow  # one onnx2tf run (TensorFlow child process): ~30-60 s wall on the shared machine
+@pytest.mark.tflite
 def test_pt2_nearest_upsample_by_a_non_integer_factor_keeps_tflite_parity(synthetic_root, tmp_path):
     from edgederm.export import export
 

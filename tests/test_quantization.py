@@ -75,6 +75,7 @@ def _check(outcome, name: str, runnable: bool = True):
 
 # --- every scheme x format on the tiny classifier ------------------------------------------------
 @pytest.mark.parametrize("key", FAST_SCHEMES)
+@pytest.mark.coreml
 def test_fast_scheme_on_classifier(key, cls_fast):
     assert not cls_fast.failures, cls_fast.failures
     record = SCHEMES.get(key)
@@ -105,6 +106,7 @@ def test_fast_scheme_on_classifier(key, cls_fast):
         assert a.converter.startswith("torch2coreml")
 
 
+@pytest.mark.coreml
 def test_quantize_records_calibration_and_steps(cls_fast):
     m = Manifest.load(cls_fast.folder)
     step = next(s for s in m.steps if s["stage"] == "quantize")
@@ -120,6 +122,8 @@ def test_quantize_records_calibration_and_steps(cls_fast):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", SLOW_SCHEMES)
+@pytest.mark.tflite
+@pytest.mark.coreml
 def test_slow_scheme_on_classifier(key, cls_slow):
     assert not cls_slow.failures, cls_slow.failures
     record = SCHEMES.get(key)
@@ -140,6 +144,8 @@ def test_slow_scheme_on_classifier(key, cls_slow):
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
+@pytest.mark.coreml
 def test_tflite_int8_is_calibrated_with_the_models_preprocessing(cls_slow, synthetic_root):
     """The int8 input's range is the range of *our* normalised calibration data: not onnx2tf's
     MS-COCO sample, not raw 0..1 pixels, not NCHW data read as NHWC."""
@@ -150,6 +156,7 @@ def test_tflite_int8_is_calibrated_with_the_models_preprocessing(cls_slow, synth
     assert abs(lo - x.min()) < 2 * q["scale"] and abs(hi - x.max()) < 2 * q["scale"], (lo, hi, x.min(), x.max())
 
 
+@pytest.mark.coreml
 def test_relu6_rewrite_is_exact(cls_export, tmp_path):
     import onnx
     import onnxruntime as ort
@@ -168,6 +175,8 @@ def test_relu6_rewrite_is_exact(cls_export, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
+@pytest.mark.coreml
 def test_relu6_activations_make_int8_fully_delegated(cls_export, synthetic_root, tmp_path):
     from quantization import TFLiteConfig
     from quantization.tflite import xnnpack_coverage
@@ -193,6 +202,7 @@ def test_onnx_int8_segmenter(seg_export, synthetic_root, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
 def test_tflite_int8_segmenter(seg_export, synthetic_root, tmp_path_factory):
     folder = _copy(seg_export, tmp_path_factory, "q_seg_tflite")
     outcome = quantize(folder, ["int8:tflite"], data_root=synthetic_root, gates=LOOSE, n_verify=32)
@@ -209,6 +219,7 @@ def cls_manifest(cls_export):
     return Manifest.load(cls_export)
 
 
+@pytest.mark.coreml
 def test_default_calibration_is_a_stratified_train_sample(cls_manifest, synthetic_root):
     from edgederm.data import load_dataset
 
@@ -226,6 +237,7 @@ def test_default_calibration_is_a_stratified_train_sample(cls_manifest, syntheti
     assert not test_ids & {s.id for s in train.samples}
 
 
+@pytest.mark.coreml
 def test_calibration_inputs_are_the_manifests_normalisation(cls_manifest, synthetic_root):
     """What every quantizer is fed: (pixel * scale - mean) / std with the manifest's numbers, in the asked layout."""
     cal = load_calibration(cls_manifest, CalibrationConfig(size=7), synthetic_root)
@@ -238,6 +250,7 @@ def test_calibration_inputs_are_the_manifests_normalisation(cls_manifest, synthe
     assert not np.allclose(wrong.inputs("NHWC"), expected, atol=1e-3)
 
 
+@pytest.mark.coreml
 def test_ort_int8_calibrated_with_the_models_preprocessing(cls_fast, synthetic_root):
     """The quantized ONNX input's range is the normalised calibration data's (a wrong mean/std would move it)."""
     import onnx
@@ -258,6 +271,7 @@ def test_ort_int8_calibrated_with_the_models_preprocessing(cls_fast, synthetic_r
     assert abs(hi - raw.max()) > 10 * scale  # un-normalised calibration would give another range: detectable
 
 
+@pytest.mark.coreml
 def test_calibration_from_image_folder(cls_manifest, synthetic_root, tmp_path):
     from PIL import Image
 
@@ -270,6 +284,7 @@ def test_calibration_from_image_folder(cls_manifest, synthetic_root, tmp_path):
     assert "random 3 of 5" in cal.record["method"]
 
 
+@pytest.mark.coreml
 def test_calibration_from_npy(cls_manifest, tmp_path):
     h, w = cls_manifest.preprocessing.input_size
     arr = np.random.default_rng(0).integers(0, 256, (6, h, w, 3), dtype=np.uint8)
@@ -293,6 +308,7 @@ def _bad_npy(tmp_path, arr):
     ("one_image", ["batch axis"]),
     ("gray", ["channels last"]),
 ], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.coreml
 def test_bad_npy_is_one_line_naming_path_and_fix(case, needles, cls_manifest, tmp_path):
     h, w = cls_manifest.preprocessing.input_size
     rng = np.random.default_rng(0)
@@ -310,6 +326,7 @@ def test_bad_npy_is_one_line_naming_path_and_fix(case, needles, cls_manifest, tm
         assert n in msg, msg
 
 
+@pytest.mark.coreml
 def test_bad_calibration_sources(cls_manifest, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -329,6 +346,7 @@ def test_bad_calibration_sources(cls_manifest, tmp_path):
         load_calibration(cls_manifest, CalibrationConfig(size=0))
 
 
+@pytest.mark.coreml
 def test_cli_quantize_bad_calibration_is_one_line(cls_export, tmp_path):
     from tests.test_cli import assert_one_line_error, run_cli
 
@@ -383,6 +401,7 @@ def test_resolve():
     assert "int8" in scheme_names()
 
 
+@pytest.mark.coreml
 def test_run_scheme_with_another_config(cls_export, synthetic_root, tmp_path):
     """The escalation API: one context, a scheme with a varied config under another artifact name."""
     from quantization import OrtStaticConfig
@@ -444,10 +463,12 @@ def test_cli_list_and_export_quantize(tiny_classifier, synthetic_root, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.tflite
+@pytest.mark.coreml
 def test_tflite_fallback_and_qat_rungs_build_runnable_int8(cls_export, synthetic_root, tmp_path):
     """The TFLite rungs of --max-drop: the debugger's fallback re-quantization and QAT weights -> TFLite int8."""
     from device_bench.runners import open_runner
-    from quantization.control import _qat_tflite_scheme, _tflite_fallback_scheme
+    from quantization.ladder_schemes import qat_tflite_scheme, tflite_fallback_scheme
     from quantization.diagnose import DiagnoseConfig, diagnose_tflite
     from quantization.qat import QATConfig
     from quantization.tflite import TFLiteFallbackConfig, saved_model_dir
@@ -461,9 +482,9 @@ def test_tflite_fallback_and_qat_rungs_build_runnable_int8(cls_export, synthetic
                                DiagnoseConfig(fallback=1, stat_images=4), work=ctx.work / "debug")
         assert diag.layers and diag.fallbacks and diag.settings["calibrated"]
         nodes = diag.layers[0].fallback_nodes
-        fb = run_scheme(ctx, _tflite_fallback_scheme(), TFLiteFallbackConfig(tuple(nodes), diag.settings["calibrated"]),
+        fb = run_scheme(ctx, tflite_fallback_scheme(), TFLiteFallbackConfig(tuple(nodes), diag.settings["calibrated"]),
                         name="tflite_int8_fallback")
-        qat = run_scheme(ctx, _qat_tflite_scheme(2), QATConfig(steps=2, batch_size=4, train_images=16,
+        qat = run_scheme(ctx, qat_tflite_scheme(2), QATConfig(steps=2, batch_size=4, train_images=16,
                                                                 calibration_images=8), name="tflite_int8_qat")
         for art in (fb, qat):
             path = folder / art.path
@@ -475,3 +496,25 @@ def test_tflite_fallback_and_qat_rungs_build_runnable_int8(cls_export, synthetic
         # the fallback's kept op runs in float: its output tensor is float32 in the file
         kept = {d["name"]: np.dtype(d["dtype"]) for d in open_runner(folder / fb.path, "tflite").interpreter.get_tensor_details()}
         assert kept.get(nodes[0]) == np.float32, (nodes[0], kept.get(nodes[0]))
+
+
+# --- the --max-drop ladder, unstubbed ---------------------------------------------------------
+def test_control_ladder_installs_a_verified_artifact_on_a_real_export(seg_export, synthetic_root, tmp_path_factory):
+    """The ladder's staging must keep the manifest's paths relative (a stubbed test once hid that every
+    rung was refused by the manifest's path check and the ladder never produced an artifact)."""
+    from quantization.control import ControlConfig, control_folder
+
+    folder = _copy(seg_export, tmp_path_factory, "q_control")
+    before = {a.name for a in Manifest.load(folder).artifacts}
+    result = control_folder(folder, ControlConfig(max_drop_pt=100.0, format="onnx", val_images=8, qat_steps=0,
+                                                  diagnose_fallback=0, n_verify=8),
+                            data_root=synthetic_root, gates=LOOSE)
+    assert result.chosen is not None, result.why
+    assert result.chosen.verdict == "chosen" and result.chosen.metric is not None
+    m = Manifest.load(folder)
+    added = {a.name for a in m.artifacts} - before
+    assert len(added) == 1, added
+    art = m.artifact(added.pop())
+    assert not Path(art.path).is_absolute() and (folder / art.path).exists()
+    m.artifact_file(folder, art)  # its bytes prove their sha256
+    assert not list(folder.glob(".edgederm-control-*")), "the staging folder is removed"

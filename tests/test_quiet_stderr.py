@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 THIRD_PARTY = re.compile(r"^(INFO|WARNING|[IWE]\d{4} )|XNNPACK delegate|oneDNN|absl|scikit-learn|cpu_feature_guard")
 
 
@@ -20,6 +22,7 @@ def _export(args, tiny_classifier, synthetic_root, out):
                           env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.tflite
 def test_export_stderr_is_ours_unless_verbose(tiny_classifier, synthetic_root, tmp_path):
     quiet = _export([], tiny_classifier, synthetic_root, tmp_path / "q")
     assert quiet.returncode == 0, quiet.stderr

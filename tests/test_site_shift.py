@@ -297,8 +297,7 @@ def test_host_bench_scorer_applies_the_same_temperature_and_rules():
 
 def test_kits_carry_the_manifest_rule(tiny_classifier, tmp_path):
     from edgederm.embed import model_info
-    from edgederm.embed.android import kotlin_decision_spec
-    from edgederm.embed.ios import swift_decision_spec
+    from edgederm.embed.task_samples import kotlin_decision_spec, swift_decision_spec
     from edgederm.manifest import Manifest
 
     folder = _manifest_folder(tiny_classifier, tmp_path)

@@ -376,3 +376,51 @@ def test_timm_source_builds_at_the_meta_input_size(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x))
+
+
+def test_default_out_folder_of_a_named_source_has_no_colon(tmp_path, monkeypatch):
+    """``edgederm export timm:NAME`` without --out wrote to exports/timm:NAME: a colon is no folder name
+    on Windows. A file keeps its stem."""
+    import argparse
+
+    import edgederm.export
+    from edgederm.commands import export as export_command
+    from edgederm.model_sources import default_out_name
+
+    assert default_out_name("timm:mobilenetv4_conv_small") == "timm_mobilenetv4_conv_small"
+    assert default_out_name("torchvision:lraspp_mobilenet_v3_large") == "torchvision_lraspp_mobilenet_v3_large"
+    assert default_out_name("my_pkg.models:build") == "my_pkg.models_build"
+    ckpt = tmp_path / "lite0.best.safetensors"
+    ckpt.write_bytes(b"")
+    assert default_out_name(str(ckpt)) == "lite0.best"
+
+    seen = {}
+
+    def fake_export(source, out, **_):
+        seen["out"] = out
+        raise EdgeDermError("stop here")
+
+    monkeypatch.setattr(edgederm.export, "export", fake_export)
+    sub = argparse.ArgumentParser().add_subparsers()
+    export_command.register(sub)
+    args = sub.choices["export"].parse_args(["timm:lcnet_050", "--to", "onnx"])
+    with pytest.raises(EdgeDermError, match="stop here"):
+        export_command.run(args)
+    assert str(seen["out"]) == "exports/timm_lcnet_050"
+
+
+def test_torchvision_mnasnet_weights_from_safetensors_load(tmp_path):
+    """safetensors keeps no per-module versions and torchvision's MNASNet refused the state dict
+    ("ValueError: version should be set to 1 or 2 instead of None", a traceback): the architecture's own
+    versions are used."""
+    from torchvision import models
+
+    from edgederm.model_sources import find_form
+
+    torch.manual_seed(0)
+    ref = models.get_model("mnasnet0_5", weights=None, num_classes=7).eval()
+    weights = _save(ref, tmp_path / "w.safetensors")
+    model, _ = find_form("torchvision:mnasnet0_5").loader("torchvision:mnasnet0_5", CLS_META, str(weights))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))

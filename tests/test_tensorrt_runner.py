@@ -345,8 +345,8 @@ def test_device_bench_runs_tensorrt_rows_with_accuracy(gpu, qdq_bundle, tmp_path
     from device_bench import bundle as bundle_io
 
     b = bundle_io.load(qdq_bundle)
-    config = bench.BenchConfig(threads=[1], runtimes=["tensorrt"], trt_precisions=["fp16", "int8"], warmup=1, runs=5,
-                               n_boot=50, quiet=True)
+    config = bench.DeviceBenchConfig(threads=[1], runtimes=["tensorrt"], trt_precisions=["fp16", "int8"], warmup=1,
+                                     runs=5, n_boot=50, quiet=True)
     res = bench.run(b, config, engines_dir=tmp_path / "engines")
     rows = {r["artifact"]: r for r in res.rows}
     assert set(rows) == {"trt_fp16", "trt_int8", "trt_int8_uncalibrated"}, [(r["artifact"], r.get("reason")) for r in res.rows]
@@ -381,7 +381,7 @@ def test_device_bench_skips_tensorrt_without_cuda_python(qdq_bundle, monkeypatch
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, name, None)
     shutil.copytree(qdq_bundle, tmp_path / "b")
-    config = bench.BenchConfig(threads=[1], runtimes=["tensorrt"], trt_precisions=["fp16"], quiet=True, n_boot=10)
+    config = bench.DeviceBenchConfig(threads=[1], runtimes=["tensorrt"], trt_precisions=["fp16"], quiet=True, n_boot=10)
     res = bench.run(bundle_io.load(tmp_path / "b"), config)
     assert [(r["status"], r["runtime"]) for r in res.rows] == [("skipped", "tensorrt")]
     assert "cuda-python is not installed" in res.rows[0]["reason"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgederm.commands.common import non_negative_int, positive_int, thread_list
+from edgederm.commands.common import add_json_option, emit, non_negative_int, positive_int, thread_list
 
 
 def register(sub) -> None:
@@ -29,15 +29,14 @@ def register(sub) -> None:
     sp.add_argument("--out", help="folder for results.json and results.csv (default FOLDER/bench)")
     sp.add_argument("--trust-source", action="store_true",
                     help="load a TorchScript original, or a .pt2 with pickled entries (they run code): only for files you made")
+    add_json_option(sp)
     sp.set_defaults(func=run)
 
 
 def run(args) -> int:
     from edgederm.bench import BenchConfig, add_speedups, bench, write_results
-    from edgederm.report import table_rows
     from edgederm.errors import EdgeDermError
     from edgederm.paths import find_data_root
-    from edgederm.table import print_table
 
     config = BenchConfig(images=args.images, threads=tuple(args.threads), runs=args.runs, warmup=args.warmup, rounds=args.rounds,
                          throughput_batch=args.throughput_batch, n_boot=args.bootstrap,
@@ -56,17 +55,32 @@ def run(args) -> int:
         results.source = "edgederm bench"
         add_speedups(results)
     json_path, csv_path = write_results(results, out)
-    task = results.model.get("task")
-    print(f"\n{results.model.get('name')} ({task}) on {results.data.get('images')} test images; "
-          f"batch 1; Δ = artifact - original, paired bootstrap 95% CI")
-    for t in sorted({r.get("threads") for r in results.rows if r.get("threads")}):
-        print(f"\n{t} thread(s):")
-        print_table(table_rows(results, t))
+    emit(summary(results, json_path, csv_path), args, show)
     failed = [r for r in results.rows if r["status"] == "failed" and r.get("role") != "peer"]
-    from edgederm.report import LEGEND_BENCH, noise_text
-
-    if noise_text(results.data):
-        print("\n" + noise_text(results.data))
-    print("\n" + LEGEND_BENCH)
-    print(f"results: {json_path}\n         {csv_path}\nreport:  edgederm report {json_path}")
     return 1 if failed else 0
+
+
+def summary(results, json_path: Path, csv_path: Path) -> dict:
+    """What the terminal shows: one table per thread count (rows without a thread count are in each)."""
+    from edgederm.report import noise_text, table_rows
+
+    threads = sorted({r.get("threads") for r in results.rows if r.get("threads")})
+    return {"model": results.model.get("name"), "task": results.model.get("task"), "images": results.data.get("images"),
+            "tables": [{"threads": t, "rows": table_rows(results, t)} for t in threads],
+            "noise": noise_text(results.data) or None,
+            "results": str(json_path), "csv": str(csv_path)}
+
+
+def show(s: dict) -> None:
+    from edgederm.report import LEGEND_BENCH
+    from edgederm.table import print_table
+
+    print(f"\n{s['model']} ({s['task']}) on {s['images']} test images; "
+          f"batch 1; Δ = artifact - original, paired bootstrap 95% CI")
+    for table in s["tables"]:
+        print(f"\n{table['threads']} thread(s):")
+        print_table(table["rows"])
+    if s["noise"]:
+        print("\n" + s["noise"])
+    print("\n" + LEGEND_BENCH)
+    print(f"results: {s['results']}\n         {s['csv']}\nreport:  edgederm report {s['results']}")

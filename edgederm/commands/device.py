@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgederm.commands.common import non_negative_int, positive_int
+from edgederm.commands.common import add_json_option, emit, non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -18,6 +18,7 @@ def register(sub) -> None:
     a.add_argument("--warmup", type=non_negative_int, default=5)
     a.add_argument("--device", help="this phone's key in results.json (default: manufacturer model/serial)")
     a.add_argument("--out", help="results file (default BUNDLE/results_android.json)")
+    add_json_option(a)
     a.set_defaults(func=run)
 
 
@@ -36,6 +37,6 @@ def run(args) -> int:
                            warmup=args.warmup, runs=args.runs, serial=args.serial)
     results = run_android(args.bundle, args.benchmark_model, config, device=args.device)
     out = results.save(Path(args.out) if args.out else Path(args.bundle) / "results_android.json")
-    print(table(results.rows))
-    print(f"\nresults: {out}")
+    emit({"results": str(out), "rows": results.rows}, args,
+         lambda s: print(f"{table(s['rows'])}\n\nresults: {s['results']}"))
     return 1 if any(r["status"] == "failed" for r in results.rows) else 0

@@ -7,8 +7,8 @@ def register(sub) -> None:
     sp = sub.add_parser("embed", help="export folder -> app kit: Android (LiteRT + Kotlin), iOS (Core ML + Swift), "
                                       "or a static web page (onnxruntime-web)")
     sp.add_argument("folder", help="export folder (or its manifest.json) written by edgederm export")
-    sp.add_argument("--platform", required=True, help="android, ios, web, or android-executorch (the .pte on "
-                                                       "ExecuTorch's Module API)")
+    sp.add_argument("--platform", required=True, help="android, ios, web, or android-executorch / ios-executorch "
+                                                       "(the .pte on ExecuTorch's Module API)")
     sp.add_argument("--artifact", help="artifact name from the manifest (default: the platform's best verified one)")
     sp.add_argument("--out", help="kit folder (default ./<model name>-<platform>; an older kit there is replaced)")
     sp.add_argument("--package", help="Kotlin package of the Android sample (default com.example.edgederm)")

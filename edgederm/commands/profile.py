@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgederm.commands.common import non_negative_int, positive_int
+from edgederm.commands.common import add_json_option, emit, non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -21,14 +21,12 @@ def register(sub) -> None:
     sp.add_argument("--no-roofline", action="store_true", help="skip measuring peak MAC rates and memory bandwidth")
     sp.add_argument("--top", type=positive_int, default=12, help="operator types shown per artifact (default 12)")
     sp.add_argument("--out", help="folder for profile.md and profile.png (default FOLDER/profile)")
-    sp.add_argument("--json", metavar="FILE", help="also write the whole profile as JSON")
+    add_json_option(sp)  # the whole profile
     sp.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from edgederm.profile import ProfileConfig, profile_folder, write_json
-    from edgederm.profile_report import coverage_text, headline, markdown, plot, roofline_text, table
-    from edgederm.table import print_table
+    from edgederm.profile import ProfileConfig, profile_folder
 
     config = ProfileConfig(threads=args.threads, runs=args.runs, warmup=args.warmup, rounds=args.rounds,
                            artifacts=tuple(a for a in (args.artifacts or "").split(",") if a),
@@ -38,22 +36,34 @@ def run(args) -> int:
     folder = folder if folder.is_dir() else folder.parent
     out = Path(args.out) if args.out else folder / "profile"
     prof = profile_folder(folder, config, checkpoint=args.checkpoint)
-    print(roofline_text(prof))
-    for e in prof["artifacts"]:
-        print("\n" + headline(e))
-        if e["status"] != "skipped":
-            print(coverage_text(e))
-            print_table(table(e, args.top))
-    out.mkdir(parents=True, exist_ok=True)
-    from edgederm.paths import atomic_path
+    md, png = write_report(prof, out, args.top)
 
+    def show(_payload) -> None:
+        from edgederm.profile_report import coverage_text, headline, roofline_text, table
+        from edgederm.table import print_table
+
+        print(roofline_text(prof))
+        for e in prof["artifacts"]:
+            print("\n" + headline(e))
+            if e["status"] != "skipped":
+                print(coverage_text(e))
+                print_table(table(e, args.top))
+        print(f"\nprofile: {md}" + (f"\n         {png}" if png else ""))
+
+    emit(prof, args, show)
+    return 0
+
+
+def write_report(prof: dict, out: Path, top: int) -> tuple[Path, Path | None]:
+    """profile.md (and profile.png when it could be drawn) in ``out``, written atomically."""
+    from edgederm.paths import atomic_path
+    from edgederm.profile_report import markdown, plot
+
+    out.mkdir(parents=True, exist_ok=True)
     md = out / "profile.md"
     png = plot(prof, out / "profile.png")
-    text = markdown(prof, args.top) + ("\n![ms by operator type](profile.png)\n" if png else "")
+    text = markdown(prof, top) + ("\n![ms by operator type](profile.png)\n" if png else "")
     tmp = atomic_path(md)
     tmp.write_text(text)
     tmp.replace(md)
-    print(f"\nprofile: {md}" + (f"\n         {png}" if png else ""))
-    if args.json:
-        print(f"json: {write_json(prof, args.json)}")
-    return 0
+    return md, png

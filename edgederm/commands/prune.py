@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgederm.commands.common import non_negative_int, positive_int, thread_count
+from edgederm.commands.common import add_json_option, emit, non_negative_int, positive_int, thread_count
 
 from pathlib import Path
 
@@ -33,6 +33,7 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=non_negative_int, default=0)
     sp.add_argument("--data", help="data root holding the checkpoint's dataset (default: $EDGEDERM_DATA, ../shared/data)")
     sp.add_argument("--out", required=True, help="pruned checkpoint path (.safetensors; the card is written beside it)")
+    add_json_option(sp)
     sp.set_defaults(func=run)
 
 
@@ -68,7 +69,6 @@ def run(args) -> int:
     from edgederm.paths import find_data_root
     from edgederm.errors import EdgeDermError
     from edgederm.prune import BENCH_RUNTIMES, PruneConfig, compare_latency, prune_checkpoint
-    from edgederm.table import print_table
 
     config = PruneConfig(sparsity=args.sparsity, macs_budget=args.macs_budget, importance=args.importance,
                          global_pruning=args.global_pruning, round_to=args.round_to, protect=list(args.protect),
@@ -84,12 +84,22 @@ def run(args) -> int:
     latency = compare_latency(outcome.original, outcome.path, runtimes, threads=args.threads,
                               data_root=data_root) if runtimes else {}
     r = outcome.result
-    print(f"{Path(outcome.original).name} -> {outcome.path}  ({config.importance}, "
-          f"{'sparsity ' + str(config.sparsity) if config.sparsity else 'MACs budget ' + str(config.macs_budget)}, "
-          f"{r.steps} step(s), {len(r.layout)} layers resized, fine-tune {config.finetune_epochs} epoch(s)"
-          f"{' + distillation' if config.distill else ''}; {outcome.minutes:.1f} min)")
-    print(f"protected: {', '.join(f'{n} ({why})' for n, why in r.protected.items())}")
-    if latency:
-        print(f"latency: batch 1, {args.threads} threads, median of alternating rounds")
-    print_table(rows_for(outcome, latency))
+    emit({"original": str(outcome.original), "pruned": str(outcome.path), "importance": config.importance,
+          "sparsity": config.sparsity, "macs_budget": config.macs_budget, "steps": r.steps,
+          "layers_resized": len(r.layout), "finetune_epochs": config.finetune_epochs, "distill": config.distill,
+          "minutes": outcome.minutes, "protected": r.protected, "latency_threads": args.threads if latency else None,
+          "rows": rows_for(outcome, latency)}, args, show)
     return 0
+
+
+def show(s: dict) -> None:
+    from edgederm.table import print_table
+
+    target = f"sparsity {s['sparsity']}" if s["sparsity"] else f"MACs budget {s['macs_budget']}"
+    print(f"{Path(s['original']).name} -> {s['pruned']}  ({s['importance']}, {target}, {s['steps']} step(s), "
+          f"{s['layers_resized']} layers resized, fine-tune {s['finetune_epochs']} epoch(s)"
+          f"{' + distillation' if s['distill'] else ''}; {s['minutes']:.1f} min)")
+    print(f"protected: {', '.join(f'{n} ({why})' for n, why in s['protected'].items())}")
+    if s["latency_threads"]:
+        print(f"latency: batch 1, {s['latency_threads']} threads, median of alternating rounds")
+    print_table(s["rows"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgederm.commands.common import non_negative_int, positive_float, positive_int
+from edgederm.commands.common import (add_json_option, emit, exit_status, gates_from_args, non_negative_int,
+                                      positive_float, positive_int)
 
 
 def register(sub) -> None:
@@ -31,6 +32,7 @@ def register(sub) -> None:
     sp.add_argument("--qat-steps", type=non_negative_int, default=100, help="with --max-drop: QAT fine-tuning steps (0 skips QAT)")
     sp.add_argument("--trust-source", action="store_true",
                     help="load a TorchScript original, or a .pt2 with pickled entries (they run code): only for files you made")
+    add_json_option(sp)
     sp.set_defaults(func=run)
 
 
@@ -41,38 +43,38 @@ def list_rows() -> list[dict]:
              "description": s.description} for key, s in SCHEMES.items()]
 
 
-def print_outcome(outcome) -> int:
-    """The produced artifacts as a table; exit status 1 if a scheme failed or a gate failed."""
-    from edgederm.table import STATUS
-    from edgederm.table import print_table
+def print_outcome(outcome, args) -> int:
+    """The produced artifacts as a table (or ``--json``); exit status 1 if a scheme failed or a gate failed."""
     from quantization import summary_rows
 
-    rows = summary_rows(outcome)
-    if rows:
-        print_table(rows)
-    c = outcome.calibration
+    emit({"manifest": str(outcome.folder / "manifest.json"), "calibration": outcome.calibration,
+          "notes": list(outcome.notes), "rows": summary_rows(outcome)}, args, show)
+    return exit_status([f"{f['scheme']} failed: {f['error']}" for f in outcome.failures], outcome.verify)
+
+
+def show(s: dict) -> None:
+    from edgederm.table import STATUS, print_table
+
+    if s["rows"]:
+        print_table(s["rows"])
+    c = s["calibration"]
     if c:
         print(f"\ncalibration: {c['count']} images, {c['method']}"
               + (f", {c['split']} split of {c['dataset']}" if c.get("split") else f", from {c['source']}")
               + f" (ids sha256 {c['ids_sha256'][:12]})")
-    for note in outcome.notes:
+    for note in s["notes"]:
         print(f"note: {note}")
-    print(f"manifest: {outcome.folder / 'manifest.json'}")
+    print(f"manifest: {s['manifest']}")
     print(f"{STATUS['pass']} verified  {STATUS['fail']} gate failed  {STATUS['skipped']} not verifiable here  "
           f"{STATUS['export_failed']} quantization failed")
-    from edgederm.commands.common import exit_status
-
-    return exit_status([f"{f['scheme']} failed: {f['error']}" for f in outcome.failures], outcome.verify)
 
 
 def run(args) -> int:
-    from edgederm.commands.common import gates_from_args
     from edgederm.errors import EdgeDermError
     from edgederm.paths import find_data_root
-    from edgederm.table import print_table
 
     if args.list_schemes:
-        print_table(list_rows())
+        emit(list_rows(), args)
         return 0
     if not args.folder:
         raise EdgeDermError("give the export folder: edgederm quantize FOLDER --scheme int8 (--list shows schemes)")
@@ -90,4 +92,4 @@ def run(args) -> int:
                                                      seed=args.calibration_seed),
                        data_root=find_data_root(args.data), verify=not args.no_verify, gates=gates_from_args(args),
                        n_verify=args.verify_images, trust_source=args.trust_source)
-    return print_outcome(outcome)
+    return print_outcome(outcome, args)

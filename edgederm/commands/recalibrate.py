@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgederm.commands.common import add_json_option, emit
+
 
 def register(sub) -> None:
     sp = sub.add_parser("recalibrate", help="fit a temperature and re-tune the operating points on a site's "
@@ -26,7 +28,7 @@ def register(sub) -> None:
     sp.add_argument("--force", action="store_true", help="write even when the sample is judged too small")
     sp.add_argument("--dry-run", action="store_true", help="measure and show; do not write the manifest")
     sp.add_argument("--bootstrap", type=int, default=1000)
-    sp.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_json_option(sp)
     sp.set_defaults(func=run)
 
 
@@ -59,11 +61,7 @@ def _fmt(e) -> str:
 
 
 def run(args) -> int:
-    import json
-
-    from device_bench.console import say
     from edgederm.recalibrate import recalibrate
-    from edgederm.table import print_table
 
     config = _validate(args)
     model = None
@@ -72,11 +70,16 @@ def run(args) -> int:
 
         model = load_checkpoint(args.checkpoint)[0]
     out = recalibrate(Path(args.folder), Path(args.data), config, model=model, dry_run=args.dry_run)
-    if args.json:
-        from device_bench.integrity import dumps
+    emit(out, args, lambda o: show(o, args.dry_run))
+    return 0
 
-        print(dumps(out))
-        return 0
+
+def show(out: dict, dry_run: bool) -> None:
+    import json
+
+    from device_bench.console import say
+    from edgederm.table import print_table
+
     t = out["temperature"]
     print(f"fitted on {out['fit_images']} sample images; temperature {t['before']:.3f} -> {t['after']:.3f}")
     for r in out["rules"]:
@@ -93,6 +96,5 @@ def run(args) -> int:
     if out["written"]:
         print(f"\nmanifest: {out['written']} (revision {json.loads(Path(out['written']).read_text())['output']['revision']};"
               " artifacts unchanged, sha256 re-proven)")
-    elif not args.dry_run:
+    elif not dry_run:
         print("\nnothing written: the sample is too small (see the warnings; --force overrides)")
-    return 0

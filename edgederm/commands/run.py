@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgederm.commands.common import positive_int
+from edgederm.commands.common import add_json_option, emit, positive_int
 
 
 def register(sub) -> None:
@@ -13,6 +13,7 @@ def register(sub) -> None:
                                                      "'ray://host:10001', or 'local' for a fresh local cluster)")
     sp.add_argument("--out", help="output folder (overrides the recipe's 'out')")
     sp.add_argument("--data", help="data root (overrides the recipe's 'data')")
+    add_json_option(sp)
     sp.set_defaults(func=run)
 
 
@@ -21,7 +22,6 @@ def run(args) -> int:
 
     from edgederm.errors import EdgeDermError
     from edgederm.pipeline import load_recipe, run_recipe
-    from edgederm.table import print_table
 
     recipe = load_recipe(args.recipe)
     if args.out:
@@ -33,9 +33,17 @@ def run(args) -> int:
     summaries = run_recipe(recipe, jobs=args.jobs, ray_address=args.ray)
     rows = [{"model": s["model"], **{e["stage"]: f"{e['status']} {e['seconds']:.0f}s" for e in s["events"]},
              "minutes": s["minutes"], "folder": s["folder"]} for s in summaries]
-    print_table(rows)
-    for s in summaries:
-        print(f"{s['model']}: report {Path(s['folder']) / 'report' / 'report.html'}")
-    if len(summaries) > 1:
-        print(f"sweep ranking: {recipe.out / 'sweep.md'}")
+    reports = [{"model": s["model"], "report": str(Path(s["folder"]) / "report" / "report.html")} for s in summaries]
+    emit({"rows": rows, "reports": reports, "sweep": str(recipe.out / "sweep.md") if len(summaries) > 1 else None},
+         args, show)
     return 0
+
+
+def show(s: dict) -> None:
+    from edgederm.table import print_table
+
+    print_table(s["rows"])
+    for r in s["reports"]:
+        print(f"{r['model']}: report {r['report']}")
+    if s["sweep"]:
+        print(f"sweep ranking: {s['sweep']}")

@@ -20,6 +20,7 @@ from edgederm.errors import EdgeDermError
 from edgederm.paths import home
 from edgederm.preprocessing import Preprocessing
 from edgederm.progress import progress
+from edgederm.tasks import task_of
 
 CACHE_VERSION = 1
 
@@ -36,7 +37,8 @@ class Arrays:
         return len(self.ids)
 
 
-def _open_image(path: Path):
+def open_image(path: Path):
+    """The decoded PIL image at ``path``; a missing or corrupt file is a one-line error naming it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -51,10 +53,10 @@ def _open_image(path: Path):
 
 def _decode(ds: LesionDataset, prep: Preprocessing, i: int):
     s = ds.samples[i]
-    image = prep.resize_image(_open_image(s.image))
-    if ds.task == "segmentation":
-        return image, prep.resize_mask(_open_image(s.mask))
-    return image, s.label
+    image = prep.resize_image(open_image(s.image))
+    if task_of(ds.task).has_class_labels:
+        return image, s.label
+    return image, prep.resize_mask(open_image(s.mask))
 
 
 def _cache_key(ds: LesionDataset, prep: Preprocessing) -> str:
@@ -72,13 +74,13 @@ def load_arrays(ds: LesionDataset, prep: Preprocessing, cache: bool = True, desc
     ids = [s.id for s in ds.samples]
     if cache and img_file.exists() and tgt_file.exists():
         targets = np.load(tgt_file, allow_pickle=False)
-        if ds.task == "classification":  # labels are not in the cache key: take them from ds, never stale
+        if task_of(ds.task).has_class_labels:  # labels are not in the cache key: take them from ds, never stale
             targets = np.asarray([s.label for s in ds.samples], np.int64)
         return Arrays(np.load(img_file, allow_pickle=False), targets, ids)
     n = len(ds.samples)
     h, w = prep.input_size
     images = np.empty((n, h, w, 3), np.uint8)
-    targets = np.empty((n, h, w), np.uint8) if ds.task == "segmentation" else np.empty(n, np.int64)
+    targets = task_of(ds.task).empty_targets(n, h, w)
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for i, (im, t) in progress(enumerate(pool.map(lambda j: _decode(ds, prep, j), range(n))),
                                    total=n, desc=desc):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgederm.errors import EdgeDermError
+from edgederm.tasks import task_of
 
 # ISIC 2018 Task 3 / HAM10000 diagnosis codes, in the challenge's (alphabetical) order.
 HAM10000_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -37,7 +38,7 @@ class LesionDataset:
     """Samples of one task with their class names; ``layout`` names the reader that made it."""
 
     name: str
-    task: str  # "classification" | "segmentation"
+    task: str  # a task name of edgederm.tasks.TASKS
     classes: tuple[str, ...]
     samples: list[Sample]
     root: Path
@@ -67,7 +68,7 @@ class LesionDataset:
         import numpy as np
 
         rng = np.random.default_rng(seed)
-        if self.task == "classification":
+        if task_of(self.task).has_class_labels:
             from sklearn.model_selection import train_test_split
 
             labels = [s.label for s in self.samples]
@@ -86,11 +87,12 @@ class LesionDataset:
         return [s.label for s in self.samples]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """{split: {class: count}} (segmentation: {split: {"images": count}})."""
+        """{split: {class: count}} (a task without class labels: {split: {"images": count}})."""
+        by_class = task_of(self.task).has_class_labels
         table: dict[str, dict[str, int]] = {}
         for s in self.samples:
             row = table.setdefault(s.split or "none", {})
-            key = self.classes[s.label] if self.task == "classification" else "images"
+            key = self.classes[s.label] if by_class else "images"
             row[key] = row.get(key, 0) + 1
         return table
 

@@ -23,6 +23,7 @@ from typing import Any
 from device_bench.integrity import dumps
 from edgederm.errors import EdgeDermError
 from edgederm.registry import Registry, lazy
+from edgederm.tasks import task_of
 
 TEMPLATES = Path(__file__).parent / "templates"
 INFO_FILE = "model_info.json"
@@ -38,11 +39,12 @@ PLATFORMS.register("android", lazy("edgederm.embed.android:write"))
 PLATFORMS.register("ios", lazy("edgederm.embed.ios:write"))
 PLATFORMS.register("web", lazy("edgederm.embed.web:write"))
 PLATFORMS.register("android-executorch", lazy("edgederm.embed.android_executorch:write"))
+PLATFORMS.register("ios-executorch", lazy("edgederm.embed.ios_executorch:write"))
 
 
 @dataclass(frozen=True)
-class Target:
-    """What a platform deploys: one artifact format, and the precision preference when none is named."""
+class KitTarget:
+    """What an app platform's kit deploys: one artifact format, and the precision preference when none is named."""
 
     format: str
     preference: tuple[str, ...]
@@ -50,10 +52,11 @@ class Target:
 
 
 # int8 = full integer (int8 I/O), int8_floatio = integer compute with float I/O (converters/onnx2tflite.py)
-TARGETS = {"android": Target("tflite", ("int8", "int8_floatio", "fp16", "fp32"), needs_pass=("int8", "int8_floatio")),
-           "ios": Target("coreml", ("fp16", "fp32")),
-           "web": Target("onnx", ("fp32", "fp16")),
-           "android-executorch": Target("executorch", ("int8", "fp32"), needs_pass=("int8",))}
+KIT_TARGETS = {"android": KitTarget("tflite", ("int8", "int8_floatio", "fp16", "fp32"), needs_pass=("int8", "int8_floatio")),
+               "ios": KitTarget("coreml", ("fp16", "fp32")),
+               "web": KitTarget("onnx", ("fp32", "fp16")),
+               "android-executorch": KitTarget("executorch", ("int8", "fp32"), needs_pass=("int8",)),
+               "ios-executorch": KitTarget("executorch", ("int8", "fp32"), needs_pass=("int8",))}
 
 
 # --- the sidecar -------------------------------------------------------------------------------
@@ -114,7 +117,7 @@ def model_info(manifest, artifact) -> ModelInfo:
     pre = manifest.preprocessing
     inp = artifact.inputs[0]
     outs = artifact.outputs
-    classify = manifest.task == "classification"
+    classify = task_of(manifest.task).has_class_labels
     # Core ML classifiers have classLabel + classLabel_probs; the probabilities are what an app reads.
     out = next((o for o in outs if o.name.endswith("_probs")), outs[0]) if outs else None
     h, w = pre.input_size
@@ -153,7 +156,7 @@ def _status(artifact) -> str:
 
 def choose_artifact(manifest, platform: str, name: str | None = None, source: str = "manifest"):
     """The artifact a ``platform`` kit ships: ``name`` if given, else the platform's best verified one."""
-    target = TARGETS[platform]
+    target = KIT_TARGETS[platform]
     if name:
         artifact = manifest.artifact(name)
         if artifact.format != target.format:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from edgederm.embed import copy_artifact, integer_range, num, quoted, render, write_common
+from edgederm.embed.task_samples import task_sample
 from edgederm.errors import EdgeDermError
 
 # The Interpreter API line of LiteRT (org.tensorflow.lite.Interpreter; 2.x moves to CompiledModel).
@@ -30,17 +31,6 @@ def _quant(spec) -> tuple[str, str, str, int, int]:
     return "false", num(1.0), "0", -128, 127  # unused when not quantized
 
 
-def kotlin_decision_spec(manifest) -> str:
-    """Spec lines for the manifest's temperature and operating points (refer if P(class) >= threshold)."""
-    t = manifest.output.get("temperature") or 1.0
-    points = [r for r in manifest.output.get("operating_points") or [] if r.get("threshold") is not None]
-    items = ", ".join(f"OperatingPoint({quoted(r['name'], 'kotlin')}, {manifest.classes.index(r['class'])}, "
-                      f"{num(r['threshold'])}f)" for r in points)
-    return (f"        const val TEMPERATURE = {num(t)}f  // probabilities = softmax(logits / TEMPERATURE)\n"
-            f"        val OPERATING_POINTS = arrayOf<OperatingPoint>({items})  // from the manifest: refer if "
-            "probabilities[classIndex] >= threshold")
-
-
 def kotlin_values(manifest, artifact, info, package: str) -> dict[str, str]:
     from edgederm import __version__
 
@@ -52,22 +42,12 @@ def kotlin_values(manifest, artifact, info, package: str) -> dict[str, str]:
     elements = 1
     for d in out.shape:
         elements *= int(d)
-    classify = manifest.task == "classification"
-    if classify:
-        labels = ", ".join(quoted(c, "kotlin") for c in manifest.classes)
-        task_spec = f"        val LABELS = arrayOf({labels})  // output order\n" + kotlin_decision_spec(manifest)
-        task_init = ('        val shipped = context.assets.open(Spec.LABELS_FILE).bufferedReader().readLines().filter { it.isNotBlank() }\n'
-                     '        check(shipped == Spec.LABELS.toList()) { "${Spec.LABELS_FILE} differs from Spec.LABELS: model and code are from different exports" }')
-        task_code = render("android/classify.kt", {"ACTIVATION": manifest.output["activation"]})
-    else:
-        task_spec = f"        const val THRESHOLD = {num(manifest.output['threshold'])}f  // {manifest.output['activation']}(logit) > THRESHOLD marks lesion"
-        task_init = ""
-        task_code = render("android/segment.kt", {"ACTIVATION": manifest.output["activation"]})
+    sample = task_sample(manifest.task, "kotlin")
     return {
         "EDGEDERM_VERSION": __version__, "MODEL_NAME": manifest.model["name"], "ARTIFACT_NAME": artifact.name,
         "ARTIFACT_FILE": Path(artifact.path).name, "ARTIFACT_SHA256": artifact.sha256, "NOTICE": info.notice,
         "PACKAGE": package, "TASK": manifest.task,
-        "RESULT_DESCRIPTION": "a label with its probability" if classify else "a lesion mask",
+        "RESULT_DESCRIPTION": sample.result,
         "MODEL_FILE_LITERAL": quoted(Path(artifact.path).name, "kotlin"), "LABELS_FILE_LITERAL": quoted(info.labels_file, "kotlin"),
         "INPUT_HEIGHT": str(h), "INPUT_WIDTH": str(w), "LAYOUT_LITERAL": quoted(inp.layout, "kotlin"),
         "RESIZE_LITERAL": quoted(pre.resize, "kotlin"), "CHANNEL_ORDER_LITERAL": quoted(pre.channel_order, "kotlin"),
@@ -79,7 +59,8 @@ def kotlin_values(manifest, artifact, info, package: str) -> dict[str, str]:
         "OUTPUT_Q_SIGNED": "true" if out.dtype == "int8" else "false",
         "OUTPUT_ELEMENTS": str(elements), "OUTPUT_SHAPE": str(list(out.shape)), "OUTPUT_LAYOUT": out.layout,
         "ACTIVATION_LITERAL": quoted(manifest.output["activation"], "kotlin"),
-        "TASK_SPEC": task_spec, "TASK_INIT": task_init, "TASK_CODE": task_code,
+        "TASK_SPEC": sample.spec(manifest), "TASK_INIT": sample.init,
+        "TASK_CODE": render(sample.code, {"ACTIVATION": manifest.output["activation"]}),
     }
 
 
@@ -103,9 +84,7 @@ def write(folder: Path, manifest, artifact, source: Path, info, package: str | N
                             "sample writes NHWC or NCHW tensors")
     values, package = write_kotlin_kit(folder, manifest, artifact, source, info, package, "android/EdgeDermModel.kt")
     pre = manifest.preprocessing
-    classify = manifest.task == "classification"
-    usage = ('val p = model.classify(bitmap)   // p.label, p.probability, p.probabilities (LABELS order)' if classify else
-             'val mask = model.segment(bitmap)  // draw mask.overlay() scaled over model.fit(bitmap)')
+    usage = task_sample(manifest.task, "kotlin").usage
     warnings = "".join(f"\n> **Warning:** {w}\n" for w in info.warnings)
     (folder / "README.md").write_text(render("android/README.md", {
         **values, "MANIFEST_PATH": "manifest.json", "PRECISION": artifact.precision,

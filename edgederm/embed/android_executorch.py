@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgederm.embed import num, render
 from edgederm.embed.android import write_kotlin_kit
+from edgederm.embed.task_samples import task_sample
 from edgederm.errors import EdgeDermError
 
 GRADLE_DEPENDENCY = "org.pytorch:executorch-android:1.0.1"  # Maven Central's ExecuTorch AAR (Module API, XNNPACK)
@@ -25,9 +26,7 @@ def write(folder: Path, manifest, artifact, source: Path, info, package: str | N
     values, package = write_kotlin_kit(folder, manifest, artifact, source, info, package,
                                        "android_executorch/EdgeDermModel.kt")
     pre = manifest.preprocessing
-    usage = ('val p = model.classify(bitmap)   // p.label, p.probability, p.probabilities (LABELS order)'
-             if manifest.task == "classification" else
-             'val mask = model.segment(bitmap)  // draw mask.overlay() scaled over model.fit(bitmap)')
+    usage = task_sample(manifest.task, "kotlin").usage
     (folder / "README.md").write_text(render("android_executorch/README.md", {
         **values, "PRECISION": artifact.precision, "VERIFY_STATUS": info.artifact["verify_status"],
         "WARNINGS": "".join(f"\n> **Warning:** {w}\n" for w in info.warnings),

@@ -10,35 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgederm.embed import copy_artifact, num, quoted, render, write_common
+from edgederm.embed.task_samples import task_sample
 
 CROP_AND_SCALE = {"stretch": ".scaleFill", "shorter_side_center_crop": ".centerCrop"}
 
 
-def swift_decision_spec(manifest) -> str:
-    """Spec lines for the manifest's temperature and operating points (refer if P(class) >= threshold)."""
-    t = manifest.output.get("temperature") or 1.0
-    points = [r for r in manifest.output.get("operating_points") or [] if r.get("threshold") is not None]
-    items = ", ".join(f"(name: {quoted(r['name'])}, label: {quoted(r['class'])}, threshold: {num(r['threshold'])})"
-                      for r in points)
-    return (f"    static let temperature: Float = {num(t)}  // probabilities = softmax(logits / temperature)\n"
-            f"    static let operatingPoints: [(name: String, label: String, threshold: Float)] = [{items}]"
-            "  // from the manifest: refer if P(label) >= threshold")
-
-
-def swift_values(manifest, artifact, info) -> dict[str, str]:
+def swift_values(manifest, artifact, info, language: str = "swift") -> dict[str, str]:
+    """Template values from the manifest; ``language`` picks the task code (Core ML, or ExecuTorch's ``swift-executorch``)."""
     from edgederm import __version__
 
     pre = manifest.preprocessing
     h, w = pre.input_size
-    classify = manifest.task == "classification"
+    sample = task_sample(manifest.task, language)
     activation = manifest.output["activation"]
-    if classify:
-        task_spec = (f"    static let labels: [String] = [{', '.join(quoted(c) for c in manifest.classes)}]  // output order\n"
-                     + swift_decision_spec(manifest))
-        task_code = render("ios/classify.swift", {"ACTIVATION": activation})
-    else:
-        task_spec = f"    static let threshold: Float = {num(manifest.output['threshold'])}  // {activation}(logit) > threshold marks lesion"
-        task_code = render("ios/segment.swift", {"ACTIVATION": activation})
     return {
         "EDGEDERM_VERSION": __version__, "MODEL_NAME": manifest.model["name"], "ARTIFACT_NAME": artifact.name,
         "ARTIFACT_FILE": Path(artifact.path).name, "PRECISION": artifact.precision, "NOTICE": info.notice,
@@ -48,8 +32,8 @@ def swift_values(manifest, artifact, info) -> dict[str, str]:
         "CHANNEL_ORDER_LITERAL": quoted(pre.channel_order), "SCALE": num(pre.scale),
         "MEAN": ", ".join(num(v) for v in pre.mean), "STD": ", ".join(num(v) for v in pre.std),
         "OUTPUT_NAME_LITERAL": quoted(info.output["name"]), "ACTIVATION_LITERAL": quoted(activation),
-        "TASK": manifest.task, "RESULT_DESCRIPTION": "labels with probabilities" if classify else "a lesion mask",
-        "TASK_SPEC": task_spec, "TASK_CODE": task_code,
+        "TASK": manifest.task, "RESULT_DESCRIPTION": sample.result,
+        "TASK_SPEC": sample.spec(manifest), "TASK_CODE": render(sample.code, {"ACTIVATION": activation}),
     }
 
 
@@ -59,9 +43,7 @@ def write(folder: Path, manifest, artifact, source: Path, info, **_) -> None:
     copy_artifact(source, folder / Path(artifact.path).name)
     (folder / "EdgeDermModel.swift").write_text(render("ios/EdgeDermModel.swift", values))
     pre = manifest.preprocessing
-    usage = ('let ranked = try model.classify(cgImage)  // [(label, probability)], most probable first'
-             if manifest.task == "classification" else
-             'let mask = try model.segment(cgImage)     // mask.overlay() is a CGImage of the model input frame')
+    usage = task_sample(manifest.task, "swift").usage
     (folder / "README.md").write_text(render("ios/README.md", {
         **values, "VERIFY_STATUS": info.artifact["verify_status"],
         "WARNINGS": "".join(f"\n> **Warning:** {w}\n" for w in info.warnings),

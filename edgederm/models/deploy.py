@@ -7,6 +7,7 @@ and quantizing all reach them without importing one another.
 from __future__ import annotations
 
 from edgederm.errors import EdgeDermError
+from edgederm.tasks import task_of
 
 
 def apply_pruned_shapes(model, layout: dict[str, dict[str, int]]) -> None:
@@ -64,7 +65,7 @@ def deployable(model, card):
     variant = MODELS.get(card.architecture).deploy_variant if card.architecture in MODELS else None
     if not variant:
         return model, ""
-    twin = create_model(variant, num_classes=len(card.classes) if card.task == "classification" else 1)
+    twin = create_model(variant, num_classes=task_of(card.task).output_channels(card.classes))
     if (getattr(card, "pruning", None) or {}).get("layers"):  # a pruned original: the twin gets its channel counts
         apply_pruned_shapes(twin, card.pruning["layers"])
     twin.load_state_dict(model.state_dict(), strict=True)

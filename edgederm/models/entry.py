@@ -9,6 +9,7 @@ from typing import Any
 from edgederm.errors import EdgeDermError
 from edgederm.preprocessing import Preprocessing
 from edgederm.registry import Registry
+from edgederm.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ModelEntry:
     """
 
     name: str
-    task: str  # "classification" | "segmentation"
+    task: str  # a task name of edgederm.tasks.TASKS
     family: str
     builder: str
     description: str
@@ -40,7 +41,8 @@ class ModelEntry:
 
     @property
     def is_classifier(self) -> bool:
-        return self.task == "classification"
+        """Its outputs are class scores (a segmenter's are per-pixel logits)."""
+        return task_of(self.task).has_class_labels
 
 
 MODELS: Registry[ModelEntry] = Registry("model")

@@ -96,6 +96,7 @@ CLASSIFICATION = TASKS.register("classification", TaskSpec(
     name="classification", description="one label per image (ISIC 2018 Task 3)",
     headline="balanced_accuracy", headline_name="balanced accuracy", agreement="top1_agreement",
     output_name="logits", default_dataset="derm7", has_class_labels=True, label_smoothing=0.1,
+    calibration_images=200,  # class-stratified train images
     gate_figures=(("max_abs_prob", "max_abs_prob", "<="), ("top1_agreement", "min_top1_agreement", ">="),
                   ("balanced_accuracy_drop", "max_balanced_accuracy_drop", "<="),
                   ("auroc_drop", "max_auroc_drop", "<=")),

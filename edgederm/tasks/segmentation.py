@@ -84,6 +84,7 @@ SEGMENTATION = TASKS.register("segmentation", TaskSpec(
     name="segmentation", description="a lesion mask per image (ISIC 2018 Task 1)",
     headline="dice", headline_name="Dice", agreement="mask_dice_mean",
     output_name="mask_logits", default_dataset="lesionseg", has_class_labels=False, label_smoothing=0.0,
+    calibration_images=100,  # random train images
     gate_figures=(("mask_dice_mean", "min_mask_dice", ">="), ("dice_drop", "max_dice_drop", "<="),
                   ("thresholded_jaccard_drop", "max_thresholded_jaccard_drop", "<=")),
     output_spec=output_spec, output_channels=lambda classes: 1, parity=parity, scorer=scorer, metrics=metrics,

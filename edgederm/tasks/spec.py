@@ -23,6 +23,7 @@ class TaskSpec:
     default_dataset: str          # the bundled dataset of this task
     has_class_labels: bool        # outputs name classes (labels files, probabilities, decision rules)
     label_smoothing: float        # the training default
+    calibration_images: int       # default sample that sets post-training quantization ranges
     gate_figures: tuple[tuple[str, str, str], ...]   # (figure, Gate field, "<=" | ">=")
     output_spec: Callable[[list[str]], dict[str, Any]]
     output_channels: Callable[[list[str]], int]

@@ -251,7 +251,7 @@ async function main() {
       const out = await session.run({ [info.input.name]: tensor });
       const y = Array.from((out[info.output.name] || Object.values(out)[0]).data);
       const ms = performance.now() - t0;
-      if (info.model.task === 'classification') {
+      if (info.output.activation === 'softmax') {  // class scores; otherwise sigmoid mask logits
         const t = info.output.temperature || 1;  // softmax(logits / T): the manifest's temperature
         const top = Math.max(...y);
         const e = y.map((v) => Math.exp((v - top) / t));
