@@ -2,7 +2,7 @@
 
 A *route* turns one representation into another (``torch2onnx``, ``onnx2tflite``,
 ``torch2coreml``, ``torch2executorch``); a *format* is what a user asks for (``onnx``, ``tflite``,
-``coreml``, ``executorch``) and
+``coreml``, ``executorch``, ``executorch_coreml``) and
 names the chain of routes that produces it. Heavy libraries are imported inside the route
 that needs them; every route writes to a temporary path and renames it into place.
 """
@@ -64,6 +64,9 @@ FORMATS.register("coreml", Format("coreml", ".mlpackage", ("torch2coreml",), ("f
                                   exporter="converters.formats:export_coreml", per_precision=True))
 FORMATS.register("executorch", Format("executorch", ".pte", ("torch2executorch",), ("fp32",), ("fp32",), "executorch",
                                       "NCHW", exporter="converters.torch2executorch:export_format"))
+FORMATS.register("executorch_coreml", Format("executorch_coreml", ".pte", ("torch2executorch",), ("fp16", "fp32"), ("fp16",),
+                                             "executorch", "NCHW", per_precision=True,
+                                             exporter="converters.torch2executorch:export_coreml_format"))
 
 DEFAULT_EXPORT = ("onnx", "tflite", "coreml")  # what `edgederm export` makes without --to, in this order
 

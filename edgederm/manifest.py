@@ -42,7 +42,7 @@ class Artifact:
 
     name: str  # unique key, e.g. "tflite_fp16"
     path: str  # relative to the manifest's folder
-    format: str  # onnx | tflite | coreml
+    format: str  # a converters.FORMATS name (onnx, tflite, coreml, executorch, executorch_coreml, ...)
     precision: str  # fp32 | fp16 | int8 | ...
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]

@@ -74,6 +74,7 @@ TESTED: dict[str, dict[str, str]] = {
         "coreml": "tests/test_export.py::test_onnx_and_coreml_classifier",
         "tflite": "tests/test_export.py::test_tflite_fp32_fp16",
         "executorch": "tests/test_executorch.py::test_export_writes_a_verified_pte_with_delegation",
+        "executorch_coreml": "tests/test_executorch.py::test_coreml_delegate_pte_is_written_with_coverage_and_skipped_here",
     },
     "quantization scheme": {
         **{k: f"tests/test_quantization.py::test_fast_scheme_on_classifier[{k}]" for k in (

@@ -27,7 +27,8 @@ RUNNERS: dict[str, RunnerInfo] = {
     "executorch": RunnerInfo("executorch", "executorch", "device_bench.runners.executorch_runner", "executorch"),
     "tensorrt": RunnerInfo("tensorrt", "onnx", "device_bench.runners.tensorrt_runner", "tensorrt + cuda-python"),
 }
-DEFAULT_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml", "executorch": "executorch"}
+DEFAULT_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml", "executorch": "executorch",
+                      "executorch_coreml": "executorch"}
 
 
 def open_runner(path, fmt: str, runner: str | None = None, threads: int | None = None, **options):

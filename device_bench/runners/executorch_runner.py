@@ -48,6 +48,18 @@ def _runtime():
         raise RunnerUnavailable(f"executorch is not installed ({e}): pip install executorch") from None
 
 
+COREML_ONLY_ON_APPLE = "the Core ML delegate runs only on Apple devices (macOS/iOS)"
+
+
+def _needs_missing_coreml(runtime, path: str) -> bool:
+    """A program lowered to the Core ML delegate (its backend id is in the file) on a runtime without it."""
+    registry = getattr(runtime, "backend_registry", None)  # absent from older executorch wheels
+    if registry is not None and registry.is_available("CoreMLBackend"):
+        return False
+    with open(path, "rb") as f:
+        return b"CoreMLBackend" in f.read()
+
+
 _POOL = {"generation": 0}  # bumped at every resize of the shared threadpool
 
 
@@ -81,6 +93,8 @@ class Runner:
             with _quiet_stderr():
                 self._load()
         except Exception as e:  # a corrupt file or a program needing a backend this build lacks
+            if _needs_missing_coreml(runtime, path):
+                raise RunnerUnavailable(COREML_ONLY_ON_APPLE) from None
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise RunnerUnavailable(f"ExecuTorch cannot load {path}: {first}") from None
         meta = self.method.metadata
