@@ -33,7 +33,8 @@ def swift_values(manifest, artifact, info, language: str = "swift") -> dict[str,
         "MEAN": ", ".join(num(v) for v in pre.mean), "STD": ", ".join(num(v) for v in pre.std),
         "OUTPUT_NAME_LITERAL": quoted(info.output["name"]), "ACTIVATION_LITERAL": quoted(activation),
         "TASK": manifest.task, "RESULT_DESCRIPTION": sample.result,
-        "TASK_SPEC": sample.spec(manifest), "TASK_CODE": render(sample.code, {"ACTIVATION": activation}),
+        "TASK_SPEC": sample.spec(manifest),
+        "TASK_CODE": render(sample.code, {"ACTIVATION": activation, "MASK_STRUCT": render("ios/mask.swift", {})}),
     }
 
 
